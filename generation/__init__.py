@@ -1,0 +1,1 @@
+"""From posterior to traces: traffic, serving, JAX simulators, aggregation topology, resampling, bands."""

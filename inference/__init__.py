@@ -1,0 +1,1 @@
+"""From measurements to posterior: readers, state labelling, sufficient statistics, fitting, diagnostics."""

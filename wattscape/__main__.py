@@ -1,0 +1,5 @@
+import sys
+
+from wattscape.cli import main
+
+sys.exit(main())
