@@ -5,7 +5,7 @@ The code lives in folders named by what they do (see DESIGN.md): ``models/``, ``
 ``wattscape.generation``, never as bare top-level ``models``.  Everything else is in pyproject.toml.
 """
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 ROOTS = {
     "wattscape": "wattscape",
@@ -19,6 +19,7 @@ package_dir: dict[str, str] = {}
 for name, folder in ROOTS.items():
     package_dir[name] = folder
     packages.append(name)
-    packages += [f"{name}.{sub}" for sub in find_packages(folder)]
+    # namespace discovery so data folders (demo data, scenarios, shipped posterior) ship as package data
+    packages += [f"{name}.{sub}" for sub in find_namespace_packages(folder, exclude=["*__pycache__*"])]
 
 setup(packages=sorted(set(packages)), package_dir=package_dir)
