@@ -1,0 +1,229 @@
+"""Model configuration: priors (``pymc_extras.prior.Prior``) and structural settings of the power model.
+
+The configuration is a plain ``dict``: prior entries are :class:`~pymc_extras.prior.Prior` objects with
+named dims (non-centred where they pool), structural entries are numbers or tuples.  Any entry can be
+overridden from a dict or a YAML file (priors written as ``Prior.to_dict()`` dicts)::
+
+    cfg = model_config_from({"b_llm": {"dist": "Normal", "kwargs": {"mu": 0, "sigma": {"dist":
+        "HalfNormal", "kwargs": {"sigma": 0.2}, "dims": ["state"]}}, "dims": ["llm", "state"],
+        "centered": False}, "n_components": 2})
+
+Scale
+-----
+Per-GPU power ``P`` of a card with nameplate ``tdp_w`` is modelled on the logit scale of
+``P / (max_frac * tdp_w)``: ``eta = logit(P / (max_frac * tdp_w))``.  The physics priors follow from it:
+idle near 10–20 % of TDP (``logit(0.12/1.05) ≈ -2.0``), active below ``max_frac`` × TDP by construction.
+
+Priors (dims)
+-------------
+base (state)                     location of a configuration's level at the reference workload
+beta (config_covariate, state)   slopes on standardised configuration covariates
+b_llm (llm)                      LLM effect on the busy (non-idle) states, pooled sd
+b_gpu (gpu_model)                exact-card effect on busy states, pooled sd
+b_gpu_idle (gpu_model)           exact-card effect on idle, non-centred
+b_par (parallel)                 parallel-layout effect (split kind x GPU count) on busy states
+b_task (task)                    offset of a benchmark task (configuration summaries only), pooled
+b_slope_gpu (gpu_model)          card-specific change of the log2-batch slope (active state)
+level_slope (state, covariate)   workload slope of a segment's level, per log2 unit of each covariate
+log_level_scale (state)          log between-segment sd of levels (logit scale), pooled per state
+level_group_dev (level_group)    centred log deviation of a (run, state) with enough segments
+ar_coef (state)                  pooled AR(1) coefficient of the within-segment residual
+log_resid_scale (state)          log stationary residual sd (fraction of TDP), pooled per state
+resid_group_dev (resid_group)    centred log deviation of a (run, state) with enough lag pairs
+sigma_summary (source)           scatter of configuration-summary power around the model (logit scale)
+itl_* / prefill_* / dwell_*      latency and dwell-time priors (log seconds)
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pymc_extras.prior import Prior
+
+from . import dims as D
+
+#: Dim of the configuration-level covariates.
+CONFIG_COVARIATE = "config_covariate"
+#: Configuration covariates (standardised before use): LLM size, MoE sparsity, card power and speed,
+#: reduced precision, number of GPUs.
+CONFIG_COVARIATES = (
+    "log_params_b",
+    "log_active_frac",
+    "log_tdp_w",
+    "log_flops_per_byte",
+    "fp8",
+    "log2_n_gpus",
+)
+#: Dims of the model beyond ``models.dims``.
+TASK = "task"
+SOURCE = "source"
+LEVEL_GROUP = "level_group"  # (run, state) pairs with their own between-segment sd
+RESID_GROUP = "resid_group"  # (run, state) pairs with their own residual sd
+
+
+def default_model_config() -> dict[str, Any]:
+    """The default priors and structural settings.
+
+    Returns
+    -------
+    dict
+        Fresh copy; safe to modify.
+    """
+    state = (D.STATE,)
+    return {
+        # --- structure -------------------------------------------------------------------------
+        "states": D.STATES_ACTIVE,  # the label set the measured runs carry
+        "n_components": 1,  # K of the per-state mixture over segment levels (1 or 2)
+        # logit-scale upper bound, fraction of TDP: GPUs are power-capped at TDP, so averages over a
+        # segment or a benchmark saturate just below it (largest measured here: 1.007 x TDP for a segment,
+        # 0.99 x for an ML.ENERGY row); single 100 ms samples exceed it through the residual
+        "max_frac": 1.05,
+        "covariate_ref": (5.0, 8.0, 8.0),  # log2 batch 32, 256 prompt, 256 output tokens
+        "ar_step_s": 0.1,  # sample period the AR coefficient refers to
+        # averaging window of nvidia-smi power.draw by GPU generation (models/gpu_specs.csv), s: A100 (GA100)
+        # and H100 average ~25 ms out of every 100 ms update (Yang, Adamek & Armour 2024, "Part-time power
+        # measurements: nvidia-smi's lack of attention", arXiv:2312.02741); other Ampere and Ada parts
+        # report a 1 s average (NVML nvmlDeviceGetPowerUsage); Volta and Blackwell: assumed 100 ms
+        "meter_window_s": {
+            "volta": 0.1,
+            "ampere": 0.025,
+            "hopper": 0.025,
+            "blackwell": 0.1,
+            "ada": 1.0,
+            "default": 0.1,
+        },
+        "transition_alpha": 1.0,  # Dirichlet concentration of each row of the embedded chain
+        # --- power levels ----------------------------------------------------------------------
+        "base": Prior("Normal", mu=[-2.0, 0.5], sigma=[0.5, 0.8], dims=state),
+        "beta": Prior("Normal", mu=0.0, sigma=0.3, dims=(CONFIG_COVARIATE, D.STATE)),
+        # Effects are CENTRED with zero-avoiding Gamma sds: every level is well informed (each LLM, card,
+        # layout and task has tens of segments or summary rows), where non-centred effects form ridges
+        # (measured: tree depth 8-10, divergences tied to b_par); Gamma sds keep the funnel neck away.
+        "b_llm": Prior("Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=6.0), dims=(D.LLM,)),
+        "b_gpu": Prior("Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=6.0), dims=(D.GPU_MODEL,)),
+        # idle is seen on few cards (traces only): non-centred, since most levels are prior-only there
+        "b_gpu_idle": Prior(
+            "Normal", mu=0, sigma=Prior("HalfNormal", sigma=0.3), dims=(D.GPU_MODEL,), centered=False
+        ),
+        "b_par": Prior("Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=6.0), dims=(D.PARALLEL,)),
+        "b_task": Prior(
+            "Normal",
+            mu=Prior("Normal", mu=0, sigma=0.5),
+            sigma=Prior("Gamma", alpha=2.0, beta=6.0),
+            dims=(TASK,),
+        ),
+        "b_slope_gpu": Prior("Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=20.0), dims=(D.GPU_MODEL,)),
+        "level_slope": Prior("Normal", mu=0.0, sigma=0.3, dims=(D.STATE, D.COVARIATE)),
+        "component_gap": Prior("HalfNormal", sigma=0.5, dims=(D.STATE,)),
+        "log_level_scale": Prior("Normal", mu=-1.0, sigma=1.0, dims=state),
+        # centred: each group has many segments, so its sd is well informed (non-centred makes a ridge)
+        # group sds: zero-avoiding Gamma hyperpriors (few groups; a centred group at sd 0 is a funnel)
+        "level_group_dev": Prior(
+            "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=4.0), dims=(LEVEL_GROUP,)
+        ),
+        "sigma_summary": Prior("HalfNormal", sigma=0.3, dims=(SOURCE,)),
+        # --- within-segment residual -----------------------------------------------------------
+        "ar_coef": Prior("Beta", alpha=2.0, beta=2.0, dims=state),
+        "log_resid_scale": Prior("Normal", mu=-3.5, sigma=1.5, dims=state),
+        "resid_group_dev": Prior(
+            "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=2.0), dims=(RESID_GROUP,)
+        ),
+        "min_group_segments": 5,  # a (run, state) gets its own level sd from this many segments
+        "min_group_lags": 50,  # ... and its own residual sd from this many lag pairs
+        # --- latency and dwell times (log seconds) -----------------------------------------------
+        "log_itl_base": Prior("Normal", mu=-3.5, sigma=1.0),
+        "beta_itl": Prior("Normal", mu=0.0, sigma=0.5, dims=(CONFIG_COVARIATE,)),
+        "itl_cfg": Prior("Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=4.0), dims=(D.CONFIG,)),
+        "log_itl_per_seq_ratio": Prior("Normal", mu=-4.0, sigma=1.5),
+        "log_prefill_s_per_token": Prior("Normal", mu=-9.0, sigma=2.0),
+        "log_prefill_overhead_s": Prior("Normal", mu=-3.0, sigma=1.5),
+        "sigma_itl_summary": Prior("HalfNormal", sigma=0.3),
+        "log_idle_dwell": Prior("Normal", mu=0.0, sigma=2.0),
+        "dwell_sigma": Prior("Gamma", alpha=2.0, beta=2.0, dims=state),  # zero-avoiding: few idle stretches
+    }
+
+
+def meter_window_s(config: Mapping[str, Any], generation: str) -> float:
+    """Meter averaging window of a GPU generation (``config["meter_window_s"]``: a number or a dict)."""
+    value = config["meter_window_s"]
+    if isinstance(value, Mapping):
+        return float(value.get(str(generation).lower(), value.get("default", 0.1)))
+    return float(value)
+
+
+def _to_jsonable(value: Any) -> Any:
+    if isinstance(value, Prior):
+        return value.to_dict()
+    if isinstance(value, tuple | list):
+        return [_to_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _to_jsonable(v) for k, v in value.items()}
+    return value
+
+
+def config_to_dict(config: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON-able form of a model configuration (priors as ``Prior.to_dict()``)."""
+    return {k: _to_jsonable(v) for k, v in config.items()}
+
+
+def config_from_dict(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`config_to_dict` (prior dicts become ``Prior`` objects, lists tuples)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping) and "dist" in value:
+            out[key] = Prior.from_dict(dict(value))
+        elif isinstance(value, list):
+            out[key] = tuple(value)
+        else:
+            out[key] = value
+    return out
+
+
+def model_config_from(overrides: Mapping[str, Any] | str | Path | None = None) -> dict[str, Any]:
+    """Default configuration with ``overrides`` applied.
+
+    Parameters
+    ----------
+    overrides : dict, path of a YAML/JSON file, or None
+        Keys of :func:`default_model_config`; prior values may be ``Prior`` objects or their dicts.
+
+    Returns
+    -------
+    dict
+        The merged configuration.
+
+    Raises
+    ------
+    KeyError
+        For a key that the model does not know (names the key and the file).
+    """
+    config = default_model_config()
+    if overrides is None:
+        return config
+    where = "overrides"
+    if isinstance(overrides, str | Path):
+        import yaml
+
+        where = str(overrides)
+        with open(overrides) as fh:
+            overrides = yaml.safe_load(fh) or {}
+    for key, value in overrides.items():
+        if key not in config:
+            raise KeyError(f"{where}: unknown model_config key {key!r}; known: {sorted(config)}")
+        if isinstance(value, Mapping) and "dist" in value:
+            value = Prior.from_dict(dict(value))
+        elif isinstance(value, list):
+            value = tuple(value)
+        config[key] = copy.deepcopy(value)
+    return config
+
+
+def config_hash(config: Mapping[str, Any], version: str) -> str:
+    """Model id: 16 hex digits of the SHA-256 of the configuration (as JSON) and the package version."""
+    text = json.dumps({"config": config_to_dict(config), "version": version}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,964 @@
+"""The hierarchical power model (PyMC), in the manner of pymc-marketing's model classes.
+
+What is modelled (see DESIGN.md, "The model"; priors in :mod:`wattscape.models.config`)
+-----------------------------------------------------------------------------------------
+Per-GPU power ``P`` of a configuration ``c`` (llm ``l``, exact card ``g``, parallel layout ``p``) in
+state ``s`` lives on the logit scale of ``P / (max_frac · TDP_g)``::
+
+    eta[c, s] = base[s] + x_c · beta[:, s] + [s busy] (b_llm[l] + b_gpu[g] + b_par[p])
+                + [s idle] b_gpu_idle[g]
+
+with ``x_c`` the standardised configuration covariates (log parameters, log active fraction, log TDP,
+log FLOP/byte, fp8, log2 GPUs) so that never-seen levels borrow strength.  The effects are partially
+pooled normals (sds shared across levels) and a new level draws from its population, hence wider
+intervals.  Every busy-state level is well informed (tens of segments or summary rows), so those
+effects are centred with zero-avoiding Gamma sds; the idle card effect, seen on few cards, is
+non-centred.  (Measured on all real data: non-centred busy effects gave tree depth 8-10 and divergences
+tied to ``b_par``; centred ones tree depth 5, no divergences.)  The covariate slopes and the mean of
+the effects overlap linearly; numpyro's dense mass matrix absorbs that.
+
+Evidence enters at three levels, each reduced to sufficient statistics (``wattscape.inference.stats``):
+
+* **segments** (one inference, one idle stretch): ``logit(level_j / max_frac) ~ Normal(eta[c, s] +
+  level_slope[s] · (x_j - ref) [+ offset_k], exp(log_level_scale[s] + level_group_dev[run, s]))``
+  (a K = 2 mixture with ordered offsets when ``n_components == 2``; default K = 1), the centred group
+  deviation only for (run, state) pairs with at least ``min_group_segments`` segments;
+* **within-segment residual** (fraction of TDP): Gaussian AR(1) with a pooled coefficient per state,
+  conditional likelihood written exactly from the lag products (n, Σe², Σe e₋₁, Σe₋₁²), stationary sd
+  ``exp(log_resid_scale[s] + resid_group_dev[run, s])``;
+* **configuration summaries** (ML.ENERGY v3, LLM-Inference-Bench, average power of ``n`` GPUs serving
+  saturated at a batch): ``logit(avg_power / (n · TDP · max_frac)) ~ Normal(eta[c, active] +
+  (level_slope[active, batch] + b_slope_gpu[g]) · (log2 batch - ref) + b_task[t], sigma_summary[src])``;
+  their median inter-token latency informs the per-token latency;
+* **dwell times**: ``log(runtime_j) ~ Normal(log(prefill_overhead + prefill_s_per_token · prompt ·
+  batch + output · (itl_base[c] + itl_per_seq[c] · batch)), dwell_sigma[active])``, with
+  ``log itl_base[c] = log_itl_base + x_c · beta_itl + itl_cfg[c]`` pooled across configurations; idle
+  stretches are log-normal.  Transitions of the embedded chain (no self-loops) are conjugate
+  Dirichlet–multinomial, computed exactly from the counts.
+
+The meter kernel: ``config_params`` carries ``meter_window_s`` of the card's generation (the averaging
+window of nvidia-smi ``power.draw``; values and sources in ``models/config.py``); the generator applies
+it.  The measured traces are fitted as the meter reported them (100 ms samples).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+
+from . import dims as D
+from .config import (
+    CONFIG_COVARIATE,
+    LEVEL_GROUP,
+    RESID_GROUP,
+    SOURCE,
+    TASK,
+    config_from_dict,
+    config_hash,
+    config_to_dict,
+    meter_window_s,
+    model_config_from,
+)
+from .params import validate_config_params
+
+_TINY = 1e-4
+
+
+def _version() -> str:
+    from wattscape import __version__
+
+    return __version__
+
+
+def _logit(p):
+    return np.log(p) - np.log1p(-p)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@dataclass
+class ServingConfig:
+    """A serving configuration to predict: what ``--llm/--gpu/--n-gpus`` describe.
+
+    ``split`` defaults to tensor parallel when ``n_gpus > 1`` (expert parallel for MoE models when
+    ``tensor_parallel`` is 1).
+    """
+
+    llm: str
+    params_b: float
+    gpu_model: str
+    n_gpus: int = 1
+    active_params_b: float | None = None
+    precision: str = "bfloat16"
+    split: str | None = None
+    tensor_parallel: int | None = None
+    task: str | None = None  # e.g. "mlenergy-v3:lm-arena-chat"; None = a new task from the population
+
+    def resolved(self) -> ServingConfig:
+        active = self.active_params_b if self.active_params_b else self.params_b
+        tp = self.tensor_parallel
+        split = self.split
+        if split is None:
+            if self.n_gpus <= 1:
+                split = D.SPLIT_NONE
+            elif tp is not None and tp < self.n_gpus and active < self.params_b:
+                split = D.SPLIT_EXPERT
+            else:
+                split = D.SPLIT_TENSOR
+        if tp is None:
+            tp = self.n_gpus if split == D.SPLIT_TENSOR else 1
+        return ServingConfig(
+            self.llm,
+            float(self.params_b),
+            self.gpu_model,
+            int(self.n_gpus),
+            float(active),
+            self.precision,
+            split,
+            int(tp),
+            self.task,
+        )
+
+
+class PowerModel:
+    """Bayesian hierarchical model of per-GPU power of LLM inference.
+
+    Parameters
+    ----------
+    model_config : dict, path or None
+        Overrides of :func:`wattscape.models.config.default_model_config` (dict or YAML/JSON file).
+    sampler_config : dict or None
+        Defaults of :meth:`fit` (``draws``, ``tune``, ``chains``, ``target_accept``, ``sampler``).
+    """
+
+    _model_type = "wattscape.PowerModel"
+
+    def __init__(
+        self,
+        model_config: Mapping[str, Any] | str | Path | None = None,
+        sampler_config: Mapping[str, Any] | None = None,
+    ):
+        self.model_config = model_config_from(model_config)
+        self.sampler_config = {
+            "draws": 1000,
+            "tune": 1000,
+            "chains": 2,
+            "target_accept": 0.9,
+            "sampler": "numpyro",
+            **dict(sampler_config or {}),
+        }
+        self.model: pm.Model | None = None
+        self.fit_data = None
+        self.idata: az.InferenceData | None = None
+        k = int(self.model_config["n_components"])
+        if k not in (1, 2):
+            raise ValueError(f"model_config['n_components'] must be 1 or 2, got {k}")
+
+    # --- identity ---------------------------------------------------------------------------
+    @property
+    def version(self) -> str:
+        return _version()
+
+    @property
+    def id(self) -> str:
+        """Model id: hash of the model configuration and the package version."""
+        return config_hash(self.model_config, self.version)
+
+    # --- group accessors --------------------------------------------------------------------
+    def _group(self, name: str) -> xr.Dataset:
+        if self.idata is None or name not in self.idata.groups():
+            raise RuntimeError(f"the model has no {name!r} group yet: call fit() first")
+        return self.idata[name]
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        return self._group("posterior")
+
+    @property
+    def posterior_predictive(self) -> xr.Dataset:
+        return self._group("posterior_predictive")
+
+    @property
+    def prior(self) -> xr.Dataset:
+        return self._group("prior")
+
+    @property
+    def prior_predictive(self) -> xr.Dataset:
+        return self._group("prior_predictive")
+
+    @property
+    def fit_result(self) -> xr.Dataset:
+        return self.posterior
+
+    # --- model ------------------------------------------------------------------------------
+    @property
+    def states(self) -> tuple[str, ...]:
+        return tuple(self.model_config["states"])
+
+    def _active_index(self) -> int:
+        st = self.states
+        return st.index(D.ACTIVE) if D.ACTIVE in st else st.index(D.DECODE)
+
+    def _groups(self, ds: xr.Dataset) -> dict[str, Any]:
+        """(run, state) pairs with their own level sd / residual sd, and each segment's level group."""
+        states = self.states
+        runs = [str(r) for r in ds[D.RUN].values]
+        seg_run, seg_state = ds["seg_run"].values, ds["seg_state"].values
+        counts = np.zeros((len(runs), len(states)), dtype=int)
+        np.add.at(counts, (seg_run, seg_state), 1)
+        lr, ls = np.nonzero(counts >= int(self.model_config["min_group_segments"]))
+        index = -np.ones_like(counts)
+        index[lr, ls] = np.arange(lr.size)
+        rr, rs = np.nonzero(ds["lag_n"].values >= int(self.model_config["min_group_lags"]))
+        return {
+            "level_labels": [f"{runs[r]}|{states[s]}" for r, s in zip(lr, ls, strict=True)],
+            "level_run": lr,
+            "level_state": ls,
+            "seg_group": index[seg_run, seg_state] if seg_run.size else np.zeros(0, dtype=int),
+            "resid_labels": [f"{runs[r]}|{states[s]}" for r, s in zip(rr, rs, strict=True)],
+            "resid_run": rr,
+            "resid_state": rs,
+        }
+
+    def build_model(self, fit_data) -> pm.Model:
+        """Build the PyMC model on :class:`wattscape.inference.stats.FitData` (or its ``xr.Dataset``).
+
+        Returns
+        -------
+        pm.Model
+            Also stored as ``self.model``.
+        """
+        ds = fit_data.ds if hasattr(fit_data, "ds") else fit_data
+        states = tuple(str(s) for s in ds[D.STATE].values)
+        if states != self.states:
+            raise ValueError(f"fit data states {states} differ from model_config states {self.states}")
+        self.fit_data = ds
+        cfg = self.model_config
+        max_frac = float(cfg["max_frac"])
+        ref = np.asarray(cfg["covariate_ref"], dtype=float)
+        n_s = len(states)
+        a_idx = self._active_index()
+        idle = np.array([s == D.IDLE for s in states])
+        slope_mask = np.where(idle[:, None], 0.0, 1.0) * np.ones((n_s, len(D.COVARIATES)))
+        batch_mask = np.where(idle, 0.0, 1.0)
+        coords = {
+            d: [str(v) for v in ds[d].values]
+            for d in (
+                D.CONFIG,
+                D.LLM,
+                D.GPU_MODEL,
+                D.PARALLEL,
+                TASK,
+                SOURCE,
+                D.STATE,
+                D.COVARIATE,
+                CONFIG_COVARIATE,
+            )
+        }
+        coords[D.SEGMENT] = np.arange(ds.sizes[D.SEGMENT])
+        coords["summary"] = np.arange(ds.sizes["summary"])
+        coords[D.COMPONENT] = np.arange(int(cfg["n_components"]))
+        groups = self._groups(ds)
+        coords[LEVEL_GROUP] = groups["level_labels"]
+        coords[RESID_GROUP] = groups["resid_labels"]
+        busy = np.where(idle, 0.0, 1.0)
+        x_cfg = ds["config_x"].values
+        c_llm, c_gpu, c_par = (
+            ds["config_llm"].values,
+            ds["config_gpu_model"].values,
+            ds["config_parallel"].values,
+        )
+
+        with pm.Model(coords=coords) as model:
+            base = cfg["base"].create_variable("base")
+            beta = cfg["beta"].create_variable("beta")
+            b_llm = cfg["b_llm"].create_variable("b_llm")
+            b_gpu = cfg["b_gpu"].create_variable("b_gpu")
+            b_gpu_idle = cfg["b_gpu_idle"].create_variable("b_gpu_idle")
+            b_par = cfg["b_par"].create_variable("b_par")
+            # LLM and layout effects move the busy states only; idle depends on the card and covariates
+            eta = pm.Deterministic(
+                "eta",
+                base[None, :]
+                + pt.dot(x_cfg, beta)
+                + b_gpu_idle[c_gpu][:, None] * (1 - busy)[None, :]
+                + (b_llm[c_llm] + b_par[c_par] + b_gpu[c_gpu])[:, None] * busy[None, :],
+                dims=(D.CONFIG, D.STATE),
+            )
+            level_slope = cfg["level_slope"].create_variable("level_slope") * slope_mask
+            b_slope_gpu = cfg["b_slope_gpu"].create_variable("b_slope_gpu")
+
+            # segments ------------------------------------------------------------------------
+            n_seg = ds.sizes[D.SEGMENT]
+            if n_seg:
+                s_run = ds["seg_run"].values
+                s_cfg = ds["run_config"].values[s_run]
+                s_state = ds["seg_state"].values
+                dx = ds["seg_x"].values - ref[None, :]
+                slope_j = level_slope[s_state]
+                mu_j = (
+                    eta[s_cfg, s_state]
+                    + (slope_j * dx).sum(axis=1)
+                    + (b_slope_gpu[c_gpu[s_cfg]] * batch_mask[s_state] * dx[:, 0])
+                )
+                log_level_scale = cfg["log_level_scale"].create_variable("log_level_scale")
+                log_sd_j = log_level_scale[s_state]
+                if groups["level_labels"]:
+                    dev = cfg["level_group_dev"].create_variable("level_group_dev")
+                    dev_j = pt.concatenate([pt.zeros(1), dev])[groups["seg_group"] + 1]  # -1: no own group
+                    log_sd_j = log_sd_j + dev_j
+                sd_j = pt.exp(log_sd_j)
+                y_seg = _logit(np.clip(ds["seg_level"].values / max_frac, _TINY, 1 - _TINY))
+                if int(cfg["n_components"]) == 1:
+                    pm.Normal("seg_obs", mu=mu_j, sigma=sd_j, observed=y_seg, dims=D.SEGMENT)
+                else:
+                    gap = cfg["component_gap"].create_variable("component_gap")
+                    weight = pm.Dirichlet(
+                        "level_weight", a=np.full((n_s, 2), 2.0), dims=(D.STATE, D.COMPONENT)
+                    )
+                    # ordered offsets with weighted mean zero: eta stays the mean level of a state
+                    offsets = pt.stack([-weight[:, 1] * gap, weight[:, 0] * gap], axis=1)
+                    pm.Deterministic("component_offset", offsets, dims=(D.STATE, D.COMPONENT))
+                    pm.NormalMixture(
+                        "seg_obs",
+                        w=weight[s_state],
+                        mu=mu_j[:, None] + offsets[s_state],
+                        sigma=sd_j[:, None],
+                        observed=y_seg,
+                        dims=D.SEGMENT,
+                    )
+
+            # within-segment AR(1) residual -------------------------------------------------------
+            ar_coef = cfg["ar_coef"].create_variable("ar_coef")
+            log_resid_scale = cfg["log_resid_scale"].create_variable("log_resid_scale")
+            lag_n = ds["lag_n"].values
+            if ds.sizes[D.RUN] and lag_n.sum() > 0:
+                log_sd = pt.zeros(lag_n.shape) + log_resid_scale[None, :]  # (run, state)
+                if groups["resid_labels"]:
+                    dev_r = cfg["resid_group_dev"].create_variable("resid_group_dev")
+                    log_sd = pt.inc_subtensor(log_sd[groups["resid_run"], groups["resid_state"]], dev_r)
+                sd = pt.exp(log_sd)
+                var_innov = sd**2 * (1 - ar_coef[None, :] ** 2)
+                quad = (
+                    ds["lag_ee"].values
+                    - 2 * ar_coef[None, :] * ds["lag_el"].values
+                    + (ar_coef[None, :] ** 2 * ds["lag_ll"].values)
+                )
+                ll = -0.5 * lag_n * pt.log(2 * np.pi * var_innov) - quad / (2 * var_innov)
+                pm.Potential("ar_loglik", pt.sum(pt.where(lag_n > 0, ll, 0.0)))
+
+            # latency and dwell times -----------------------------------------------------------
+            log_itl_base = cfg["log_itl_base"].create_variable("log_itl_base")
+            beta_itl = cfg["beta_itl"].create_variable("beta_itl")
+            itl_cfg = cfg["itl_cfg"].create_variable("itl_cfg")
+            log_ratio = cfg["log_itl_per_seq_ratio"].create_variable("log_itl_per_seq_ratio")
+            itl_base = pt.exp(log_itl_base + pt.dot(x_cfg, beta_itl) + itl_cfg)  # (config,)
+            itl_per_seq = itl_base * pt.exp(log_ratio)
+            log_pf_tok = cfg["log_prefill_s_per_token"].create_variable("log_prefill_s_per_token")
+            log_pf_over = cfg["log_prefill_overhead_s"].create_variable("log_prefill_overhead_s")
+            dwell_sigma = cfg["dwell_sigma"].create_variable("dwell_sigma")
+            log_idle_dwell = cfg["log_idle_dwell"].create_variable("log_idle_dwell")
+            if n_seg:
+                dur = ds["seg_duration_s"].values
+                xw = ds["seg_x"].values
+                act = (~idle[s_state]) & np.isfinite(dur) & (dur > 0)
+                if act.any():
+                    b, pr, out = (2.0 ** xw[act, 0], 2.0 ** xw[act, 1], 2.0 ** xw[act, 2])
+                    cj = s_cfg[act]
+                    expect = (
+                        pt.exp(log_pf_over)
+                        + pt.exp(log_pf_tok) * pr * b
+                        + out * (itl_base[cj] + itl_per_seq[cj] * b)
+                    )
+                    pm.Normal(
+                        "dwell_active_obs",
+                        mu=pt.log(expect),
+                        sigma=dwell_sigma[s_state[act]],
+                        observed=np.log(dur[act]),
+                    )
+                idl = idle[s_state] & np.isfinite(dur) & (dur > 0)
+                if idl.any():
+                    pm.Normal(
+                        "dwell_idle_obs",
+                        mu=log_idle_dwell,
+                        sigma=dwell_sigma[s_state[idl]],
+                        observed=np.log(dur[idl]),
+                    )
+
+            # configuration summaries -----------------------------------------------------------
+            n_sum = ds.sizes["summary"]
+            if n_sum:
+                b_task = cfg["b_task"].create_variable("b_task")
+                sigma_summary = cfg["sigma_summary"].create_variable("sigma_summary")
+                sc = ds["sum_config"].values
+                dxb = ds["sum_log2_batch"].values - ref[0]
+                mu_sum = (
+                    eta[sc, a_idx]
+                    + (level_slope[a_idx, 0] + b_slope_gpu[c_gpu[sc]]) * dxb
+                    + (b_task[ds["sum_task"].values])
+                )
+                y_sum = _logit(np.clip(ds["sum_frac"].values / max_frac, _TINY, 1 - _TINY))
+                pm.Normal(
+                    "summary_obs",
+                    mu=mu_sum,
+                    sigma=sigma_summary[ds["sum_source"].values],
+                    observed=y_sum,
+                    dims="summary",
+                )
+                itl = ds["sum_itl_s"].values
+                has = np.isfinite(itl) & (itl > 0)
+                if has.any():
+                    sigma_itl = cfg["sigma_itl_summary"].create_variable("sigma_itl_summary")
+                    ci = sc[has]
+                    bi = ds["sum_batch"].values[has]
+                    pm.Normal(
+                        "itl_obs",
+                        mu=pt.log(itl_base[ci] + itl_per_seq[ci] * bi),
+                        sigma=sigma_itl,
+                        observed=np.log(itl[has]),
+                    )
+        self.model = model
+        return model
+
+    # --- fitting ------------------------------------------------------------------------------
+    def fit(
+        self,
+        fit_data,
+        sampler: str | None = None,
+        *,
+        draws: int | None = None,
+        tune: int | None = None,
+        chains: int | None = None,
+        random_seed: int = 0,
+        progressbar: bool = True,
+        **kwargs,
+    ) -> az.InferenceData:
+        """Fit the model; returns ``InferenceData`` with ``posterior``, ``sample_stats``, ``fit_data``.
+
+        Parameters
+        ----------
+        fit_data : FitData or xr.Dataset
+            Sufficient statistics (``wattscape.inference.stats``).
+        sampler : {"numpyro", "nutpie", "pymc", "fast"}
+            NUTS backend, or ``"fast"``: ADVI (mean-field) for quick looks and CI.
+        draws, tune, chains : int
+            Defaults from ``sampler_config``.
+        random_seed : int
+            Seed of the sampler.
+        progressbar : bool
+            Show progress.
+        **kwargs
+            Passed to :func:`wattscape.inference.fit.sample`.
+        """
+        from wattscape.inference.fit import sample
+
+        model = self.build_model(fit_data)
+        sc = self.sampler_config
+        idata = sample(
+            model,
+            sampler=sampler or sc["sampler"],
+            draws=draws or sc["draws"],
+            tune=tune or sc["tune"],
+            chains=chains or sc["chains"],
+            random_seed=random_seed,
+            progressbar=progressbar,
+            target_accept=kwargs.pop("target_accept", sc["target_accept"]),
+            **kwargs,
+        )
+        self.idata = idata
+        self._attach(idata)
+        return idata
+
+    def _attach(self, idata: az.InferenceData) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            if "fit_data" in idata.groups():
+                del idata.fit_data
+            idata.add_groups(fit_data=self.fit_data)
+        idata.attrs.update(self._attrs())
+
+    def _attrs(self) -> dict[str, str]:
+        return {
+            "model_type": self._model_type,
+            "model_id": self.id,
+            "version": self.version,
+            "model_config": json.dumps(config_to_dict(self.model_config)),
+            "sampler_config": json.dumps(self.sampler_config),
+        }
+
+    def sample_prior_predictive(
+        self, fit_data=None, samples: int = 200, random_seed: int = 0
+    ) -> az.InferenceData:
+        """Prior and prior-predictive draws (observed variables keep their named dims)."""
+        if fit_data is not None or self.model is None:
+            if fit_data is None:
+                raise RuntimeError("no fit data: pass fit_data or call build_model() first")
+            self.build_model(fit_data)
+        with self.model, warnings.catch_warnings():
+            # the AR(1) Potential is a likelihood term: ignoring it in the prior predictive is correct
+            warnings.filterwarnings("ignore", message="The effect of Potentials", category=UserWarning)
+            prior = pm.sample_prior_predictive(draws=samples, random_seed=random_seed)
+        if self.idata is None:
+            self.idata = prior
+        else:
+            self.idata.extend(prior, join="right")
+        return prior
+
+    def sample_posterior_predictive(
+        self, random_seed: int = 0, progressbar: bool = False
+    ) -> az.InferenceData:
+        """Posterior-predictive draws of the observed sufficient statistics (after :meth:`fit`)."""
+        posterior = self.posterior
+        if self.model is None:
+            self.build_model(self.idata.fit_data)
+        with self.model, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The effect of Potentials", category=UserWarning)
+            pp = pm.sample_posterior_predictive(
+                az.InferenceData(posterior=posterior), random_seed=random_seed, progressbar=progressbar
+            )
+        self.idata.extend(pp, join="right")
+        return pp
+
+    # --- save / load -------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted ``InferenceData`` (with ``fit_data`` and model id) to NetCDF, atomically."""
+        from wattscape.io import atomic_path
+
+        if self.idata is None:
+            raise RuntimeError("nothing to save: call fit() first")
+        self.idata.attrs.update(self._attrs())
+        with atomic_path(path) as tmp:
+            self.idata.to_netcdf(str(tmp))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(path, 0o666 & ~umask)  # an ordinary, readable file (the temporary file was private)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> PowerModel:
+        """Load a saved model; refuses a file whose model id does not match its configuration + this version.
+
+        Raises
+        ------
+        ValueError
+            When the file is not a wattscape model or its id differs from the one this package computes.
+        """
+        idata = az.from_netcdf(str(path))
+        return cls.from_idata(idata, source=str(path))
+
+    @classmethod
+    def from_idata(cls, idata: az.InferenceData, source: str = "<idata>") -> PowerModel:
+        attrs = dict(getattr(idata, "attrs", {}) or {})
+        if attrs.get("model_type") != cls._model_type:
+            raise ValueError(f"{source}: not a {cls._model_type} posterior (attrs: {sorted(attrs)})")
+        config = config_from_dict(json.loads(attrs["model_config"]))
+        model = cls(config, json.loads(attrs.get("sampler_config", "{}")))
+        if model.id != attrs.get("model_id"):
+            raise ValueError(
+                f"{source}: model id {attrs.get('model_id')!r} (version {attrs.get('version')}) "
+                f"does not match "
+                f"this model {model.id!r} (version {model.version}); refit with this version"
+            )
+        model.idata = idata
+        model.fit_data = idata.fit_data if "fit_data" in idata.groups() else None
+        return model
+
+    # --- predictions -------------------------------------------------------------------------
+    def _draws(self, n_draws: int | None, seed: int) -> tuple[xr.Dataset, np.random.Generator]:
+        """``n_draws`` posterior draws (chain and draw flattened into ``draw``) and the generator used."""
+        post = self.posterior
+        rng = np.random.default_rng(seed)
+        n_chain, n_draw = post.sizes[D.CHAIN], post.sizes[D.DRAW]
+        total = n_chain * n_draw
+        flat = (
+            np.arange(total) if n_draws is None else rng.choice(total, size=n_draws, replace=n_draws > total)
+        )
+        ci, di = np.divmod(flat, n_draw)
+        post = post.isel({D.CHAIN: xr.DataArray(ci, dims="_d"), D.DRAW: xr.DataArray(di, dims="_d")})
+        post = post.drop_vars([D.CHAIN, D.DRAW], errors="ignore").rename({"_d": D.DRAW})
+        return post.assign_coords({D.DRAW: np.arange(flat.size)}), rng
+
+    def _effect(
+        self,
+        post: xr.Dataset,
+        name: str,
+        dim: str,
+        level: str,
+        rng: np.random.Generator,
+        other_dims: tuple[str, ...] = (),
+    ) -> np.ndarray:
+        """Posterior of effect ``name`` at ``level`` (draw, *other_dims), or, for an unseen level, a draw
+        from its population ``Normal(mu, sigma)`` (hyperparameters from the posterior or the prior)."""
+        if level in [str(v) for v in post[name][dim].values]:
+            return post[name].sel({dim: level}).transpose(D.DRAW, *other_dims).values
+        n = post.sizes[D.DRAW]
+        template = xr.DataArray(
+            np.zeros((n, *[post.sizes[d] for d in other_dims])), dims=(D.DRAW, *other_dims)
+        )
+        prior = self.model_config[name]
+
+        def hyper(key: str, default: float) -> np.ndarray:
+            var = f"{name}_{key}"
+            if var in post:
+                return (post[var] + template).transpose(D.DRAW, *other_dims).values
+            value = prior.parameters.get(key, default)
+            return np.broadcast_to(np.asarray(value, dtype=float), template.shape)
+
+        return hyper("mu", 0.0) + hyper("sigma", 1.0) * rng.standard_normal(template.shape)
+
+    def _group_dev(
+        self, post: xr.Dataset, name: str, dim: str, cid: str, rng: np.random.Generator
+    ) -> np.ndarray:
+        """(draw, state) log-sd deviation of a configuration: the mean over its runs' groups, or a draw
+        from the group population when it has none in that state."""
+        n, states = post.sizes[D.DRAW], self.states
+        out = np.zeros((n, len(states)))
+        labels = [str(v) for v in post[name][dim].values] if name in post else []
+        run_cfg = {}
+        if self.fit_data is not None and D.RUN in self.fit_data.dims:
+            cfgs = [str(c) for c in self.fit_data[D.CONFIG].values]
+            run_cfg = {
+                str(r): cfgs[i]
+                for r, i in zip(self.fit_data[D.RUN].values, self.fit_data["run_config"].values, strict=True)
+            }
+        for j, state in enumerate(states):
+            mine = [
+                lab
+                for lab in labels
+                if lab.endswith(f"|{state}") and run_cfg.get(lab.rsplit("|", 1)[0]) == cid
+            ]
+            if mine:
+                out[:, j] = post[name].sel({dim: mine}).mean(dim).values
+            else:
+                sigma = (
+                    post[f"{name}_sigma"].values
+                    if f"{name}_sigma" in post
+                    else np.full(n, float(self.model_config[name].parameters.get("sigma", 0.0)))
+                )
+                out[:, j] = sigma * rng.standard_normal(n)
+        return out
+
+    def _config_quantities(self, config: ServingConfig, n_draws: int | None, seed: int) -> dict[str, Any]:
+        """Per-draw arrays of one configuration (known levels reuse their effects, new ones draw)."""
+        from wattscape.inference.stats import DEFAULT_PRECISION, config_covariates, config_id, parallel_label
+        from wattscape.models.hardware import gpu_spec
+
+        cfg = config.resolved()
+        spec = gpu_spec(cfg.gpu_model)
+        tdp = float(spec["tdp_w"])
+        post, rng = self._draws(n_draws, seed)
+        n = post.sizes[D.DRAW]
+        x = config_covariates(cfg.params_b, cfg.active_params_b, spec, cfg.precision, cfg.n_gpus)
+        beta = post["beta"].transpose(D.DRAW, CONFIG_COVARIATE, D.STATE).values
+        par = parallel_label(cfg.split, cfg.n_gpus, cfg.tensor_parallel)
+        busy = np.array([s != D.IDLE for s in self.states], dtype=float)
+        gname = spec.get("name", cfg.gpu_model)
+        busy_eff = (
+            self._effect(post, "b_llm", D.LLM, cfg.llm, rng)
+            + self._effect(post, "b_par", D.PARALLEL, par, rng)
+            + self._effect(post, "b_gpu", D.GPU_MODEL, gname, rng)
+        )
+        idle_eff = self._effect(post, "b_gpu_idle", D.GPU_MODEL, gname, rng)
+        eta = (
+            post["base"].transpose(D.DRAW, D.STATE).values
+            + np.einsum("k,dks->ds", x, beta)
+            + idle_eff[:, None] * (1 - busy)[None, :]
+            + busy_eff[:, None] * busy[None, :]
+        )
+        cid = config_id(cfg.llm, spec.get("name", cfg.gpu_model), par, cfg.precision or DEFAULT_PRECISION)
+        seen = cid in [str(c) for c in post[D.CONFIG].values]
+
+        def cfg_effect(name):
+            if seen:
+                return post[name].sel({D.CONFIG: cid}).transpose(D.DRAW, ...).values
+            other = tuple(d for d in post[name].dims if d not in (D.DRAW, D.CONFIG))
+            return self._effect(post, name, D.CONFIG, "__new__", rng, other)
+
+        slope_gpu = self._effect(post, "b_slope_gpu", D.GPU_MODEL, spec.get("name", cfg.gpu_model), rng)
+        if cfg.task is None:
+            task_eff = self._effect(post, "b_task", TASK, "__new__", rng) if "b_task" in post else np.zeros(n)
+        else:
+            task_eff = self._effect(post, "b_task", TASK, cfg.task, rng)
+        slope = post["level_slope"].transpose(D.DRAW, D.STATE, D.COVARIATE).values.copy()
+        idle = np.array([s == D.IDLE for s in self.states])
+        slope[:, idle, :] = 0.0
+        slope[:, ~idle, 0] += slope_gpu.reshape(n, 1)
+        itl_base = np.exp(
+            post["log_itl_base"].values
+            + post["beta_itl"].transpose(D.DRAW, ...).values @ x
+            + cfg_effect("itl_cfg").reshape(n)
+        )
+        return {
+            "cfg": cfg,
+            "spec": spec,
+            "tdp": tdp,
+            "post": post,
+            "rng": rng,
+            "n": n,
+            "eta": eta,
+            "slope": slope,
+            "task": task_eff.reshape(n),
+            "seen": seen,
+            "config_id": cid,
+            "level_sd": np.exp(
+                post["log_level_scale"].transpose(D.DRAW, D.STATE).values
+                + self._group_dev(post, "level_group_dev", LEVEL_GROUP, cid, rng)
+            ),
+            "resid_sd": np.exp(
+                post["log_resid_scale"].transpose(D.DRAW, D.STATE).values
+                + self._group_dev(post, "resid_group_dev", RESID_GROUP, cid, rng)
+            ),
+            "itl_base": itl_base,
+            "itl_per_seq": itl_base * np.exp(post["log_itl_per_seq_ratio"].values),
+        }
+
+    def config_params(
+        self, config: ServingConfig | Mapping[str, Any], n_draws: int = 100, seed: int = 0
+    ) -> xr.Dataset:
+        """Posterior parameter draws of one configuration in the form of ``models.params``.
+
+        Levels are linearised around the reference workload: ``level_loc = max_frac · TDP ·
+        sigmoid(eta + offset_k)``, ``level_scale`` and ``level_slope`` are the logit-scale values times
+        ``max_frac · TDP · sigmoid'(eta)``.  Unseen LLMs, cards or layouts draw their effect from the
+        population.  Transitions: posterior Dirichlet(alpha + pooled counts) rows, no self-loops.
+
+        Returns
+        -------
+        xr.Dataset
+            Passes :func:`wattscape.models.params.validate_config_params`.
+        """
+        if isinstance(config, Mapping):
+            config = ServingConfig(**config)
+        q = self._config_quantities(config, n_draws, seed)
+        post, rng, n, tdp = q["post"], q["rng"], q["n"], q["tdp"]
+        mc = self.model_config
+        max_frac = float(mc["max_frac"])
+        states = self.states
+        n_s, k = len(states), int(mc["n_components"])
+        if k == 1:
+            offsets = np.zeros((n, n_s, 1))
+            weight = np.ones((n, n_s, 1))
+        else:
+            offsets = post["component_offset"].transpose(D.DRAW, D.STATE, D.COMPONENT).values
+            weight = post["level_weight"].transpose(D.DRAW, D.STATE, D.COMPONENT).values
+        z = q["eta"][:, :, None] + offsets
+        p = _sigmoid(z)
+        loc = max_frac * tdp * p
+        dpdz = max_frac * tdp * p * (1 - p)
+        scale = dpdz * q["level_sd"][:, :, None]
+        slope = (
+            max_frac * tdp * _sigmoid(q["eta"])[..., None] * (1 - _sigmoid(q["eta"]))[..., None] * q["slope"]
+        )
+        fd = self.idata.fit_data if self.idata is not None and "fit_data" in self.idata.groups() else None
+        counts = np.zeros((n_s, n_s))
+        if fd is not None and "transitions" in fd:
+            counts = fd["transitions"].sum(D.RUN).values
+        alpha = float(mc["transition_alpha"])
+        trans = np.zeros((n, n_s, n_s))
+        for i in range(n_s):
+            others = [j for j in range(n_s) if j != i]
+            if len(others) == 1:
+                trans[:, i, others[0]] = 1.0
+            else:
+                trans[:, i, others] = rng.dirichlet(alpha + counts[i, others], size=n)
+        cfg = q["cfg"]
+        coords = {
+            D.DRAW: np.arange(n),
+            D.STATE: list(states),
+            D.STATE_TO: list(states),
+            D.COMPONENT: np.arange(k),
+            D.COVARIATE: list(D.COVARIATES),
+        }
+        w, s1 = {D.UNITS: D.WATT}, {D.UNITS: "1"}
+        ds = xr.Dataset(
+            {
+                "level_loc": ((D.DRAW, D.STATE, D.COMPONENT), loc, w),
+                "level_scale": ((D.DRAW, D.STATE, D.COMPONENT), scale, w),
+                "level_weight": ((D.DRAW, D.STATE, D.COMPONENT), weight, s1),
+                "level_slope": ((D.DRAW, D.STATE, D.COVARIATE), slope, w),
+                "ar_coef": ((D.DRAW, D.STATE), post["ar_coef"].transpose(D.DRAW, D.STATE).values, s1),
+                "resid_scale": ((D.DRAW, D.STATE), q["resid_sd"] * tdp, w),
+                "prefill_s_per_token": (
+                    (D.DRAW,),
+                    np.exp(post["log_prefill_s_per_token"].values),
+                    {D.UNITS: D.SECOND},
+                ),
+                "prefill_overhead_s": (
+                    (D.DRAW,),
+                    np.exp(post["log_prefill_overhead_s"].values),
+                    {D.UNITS: D.SECOND},
+                ),
+                "itl_base_s": ((D.DRAW,), q["itl_base"], {D.UNITS: D.SECOND}),
+                "itl_per_seq_s": ((D.DRAW,), q["itl_per_seq"], {D.UNITS: D.SECOND}),
+                "dwell_sigma": ((D.DRAW, D.STATE), post["dwell_sigma"].transpose(D.DRAW, D.STATE).values, s1),
+                "transition": ((D.DRAW, D.STATE, D.STATE_TO), trans, s1),
+                "idle_dwell_median_s": (
+                    (D.DRAW,),
+                    np.exp(post["log_idle_dwell"].values),
+                    {D.UNITS: D.SECOND},
+                ),
+            },
+            coords=coords,
+            attrs={
+                "llm": cfg.llm,
+                "gpu_model": q["spec"].get("name", cfg.gpu_model),
+                "n_gpus": cfg.n_gpus,
+                "tensor_parallel": cfg.tensor_parallel,
+                "split": cfg.split,
+                "tdp_w": tdp,
+                "ar_step_s": float(mc["ar_step_s"]),
+                "meter_window_s": meter_window_s(mc, q["spec"].get("generation", "")),
+                "covariate_ref": [float(v) for v in mc["covariate_ref"]],
+                "states": "/".join(states),
+                "model_id": self.id,
+                "seen_config": int(q["seen"]),
+            },
+        )
+        return validate_config_params(ds)
+
+    def predict_config(
+        self,
+        config: ServingConfig | Mapping[str, Any],
+        batch: float | None = None,
+        n_draws: int | None = 1000,
+        seed: int = 0,
+        source: str | None = None,
+        include_noise: bool = True,
+    ) -> xr.Dataset:
+        """Posterior-predictive power of one configuration.
+
+        Parameters
+        ----------
+        config : ServingConfig or dict
+            The configuration (unseen levels draw from their populations).
+        batch : float, optional
+            Batch (occupancy) of saturated serving; default ``2**covariate_ref[0]``.
+        n_draws : int or None
+            Number of draws (None: all posterior draws).
+        seed : int
+            Seed.
+        source : str, optional
+            Summary source whose scatter ``sigma_summary`` is added (default: the first one fitted,
+            preferring ``mlenergy-v3``).
+        include_noise : bool
+            Add the configuration-level scatter (a new measurement) rather than the mean only.
+
+        Returns
+        -------
+        xr.Dataset
+            ``active_power_w (draw)``: mean power of all ``n_gpus`` GPUs serving saturated at ``batch``
+            (what ML.ENERGY reports); ``state_power_w (draw, state)``: per-GPU power of a sample in each
+            state at the reference workload (segment scatter and residual included).
+        """
+        if isinstance(config, Mapping):
+            config = ServingConfig(**config)
+        q = self._config_quantities(config, n_draws, seed)
+        post, rng, n, tdp = q["post"], q["rng"], q["n"], q["tdp"]
+        mc = self.model_config
+        max_frac = float(mc["max_frac"])
+        ref = np.asarray(mc["covariate_ref"], dtype=float)
+        a = self._active_index()
+        b = float(batch) if batch else 2 ** ref[0]
+        z = q["eta"][:, a] + q["slope"][:, a, 0] * (np.log2(max(b, 1.0)) - ref[0]) + q["task"]
+        if include_noise and "sigma_summary" in post:
+            sources = [str(s) for s in post[SOURCE].values]
+            src = source or next((s for s in sources if s.startswith("mlenergy")), sources[0])
+            z = z + post["sigma_summary"].sel({SOURCE: src}).values * rng.standard_normal(n)
+        cfg = q["cfg"]
+        active = cfg.n_gpus * max_frac * tdp * _sigmoid(z)
+        zs = q["eta"] + q["level_sd"] * rng.standard_normal(q["eta"].shape)
+        per_state = max_frac * tdp * _sigmoid(zs) + tdp * q["resid_sd"] * rng.standard_normal(zs.shape)
+        per_state = np.maximum(per_state, 0.0)  # a meter never reads negative power
+        return xr.Dataset(
+            {
+                "active_power_w": (
+                    (D.DRAW,),
+                    active,
+                    {D.UNITS: D.WATT, "long_name": f"mean power of {cfg.n_gpus} GPUs at batch {b:g}"},
+                ),
+                "state_power_w": (
+                    (D.DRAW, D.STATE),
+                    per_state,
+                    {D.UNITS: D.WATT, "long_name": "per-GPU power"},
+                ),
+            },
+            coords={D.DRAW: np.arange(n), D.STATE: list(self.states)},
+            attrs={
+                "llm": cfg.llm,
+                "gpu_model": q["spec"].get("name", cfg.gpu_model),
+                "n_gpus": cfg.n_gpus,
+                "batch": b,
+                "seen_config": int(q["seen"]),
+                "model_id": self.id,
+            },
+        )
+
+
+def summarise_prediction(pred: xr.Dataset, quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> dict[str, Any]:
+    """JSON-able summary of :meth:`PowerModel.predict_config`: mean and quantiles, W."""
+    act = pred["active_power_w"].values
+    out = {
+        "llm": pred.attrs["llm"],
+        "gpu_model": pred.attrs["gpu_model"],
+        "n_gpus": int(pred.attrs["n_gpus"]),
+        "batch": float(pred.attrs["batch"]),
+        "seen_config": bool(pred.attrs["seen_config"]),
+        "active_power_w": {
+            "mean": float(act.mean()),
+            **{f"q{round(q * 100):02d}": float(np.quantile(act, q)) for q in quantiles},
+        },
+        "state_power_w": {},
+    }
+    for s in pred[D.STATE].values:
+        v = pred["state_power_w"].sel({D.STATE: s}).values
+        out["state_power_w"][str(s)] = {
+            "mean": float(v.mean()),
+            **{f"q{round(q * 100):02d}": float(np.quantile(v, q)) for q in quantiles},
+        }
+    return out
+
+
+def predictions_table(
+    model: PowerModel, configs: pd.DataFrame, n_draws: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """Predict every row of a table (columns llm, params_b, active_params_b, precision, gpu_model, n_gpus,
+    batch; optional task, split, tensor_parallel); one row per configuration with mean/q05/q50/q95, W."""
+    rows = []
+    for r in configs.to_dict("records"):
+        cfg = ServingConfig(
+            llm=str(r["llm"]),
+            params_b=float(r["params_b"]),
+            gpu_model=str(r["gpu_model"]),
+            n_gpus=int(r["n_gpus"]),
+            active_params_b=float(r["active_params_b"]) if pd.notna(r.get("active_params_b")) else None,
+            precision=str(r.get("precision") or "bfloat16"),
+            split=r.get("split") if isinstance(r.get("split"), str) else None,
+            tensor_parallel=int(r["tensor_parallel"]) if pd.notna(r.get("tensor_parallel", np.nan)) else None,
+            task=r.get("task") if isinstance(r.get("task"), str) else None,
+        )
+        pred = model.predict_config(
+            cfg, batch=float(r["batch"]) if pd.notna(r.get("batch")) else None, n_draws=n_draws, seed=seed
+        )
+        s = summarise_prediction(pred)
+        rows.append(
+            {
+                **{k: r.get(k) for k in configs.columns},
+                "seen_config": s["seen_config"],
+                **{f"active_power_w_{k}": v for k, v in s["active_power_w"].items()},
+            }
+        )
+    return pd.DataFrame(rows)

@@ -1,0 +1,56 @@
+"""Samplers and diagnostics on small models with known posteriors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pymc as pm
+import pytest
+from wattscape.inference.diagnostics import diagnostics_summary, save_diagnostics
+from wattscape.inference.fit import fit_advi_jax, sample
+
+
+@pytest.fixture(scope="module")
+def normal_model():
+    """y ~ Normal(mu, 2) with a flat-ish prior: the posterior of mu is Normal(mean(y), 2/sqrt(n))."""
+    y = np.random.default_rng(0).normal(3.0, 2.0, 400)
+    with pm.Model(coords={"obs": np.arange(y.size)}) as model:
+        mu = pm.Normal("mu", 0.0, 100.0)
+        pm.Normal("y", mu, 2.0, observed=y, dims="obs")
+    return model, y
+
+
+def test_fast_path_recovers_known_posterior(normal_model):
+    model, y = normal_model
+    idata = fit_advi_jax(model, iterations=3000, draws=2000, random_seed=1, progressbar=False)
+    post = idata.posterior["mu"]
+    assert post.dims == ("chain", "draw")
+    assert abs(float(post.mean()) - y.mean()) < 0.05
+    assert abs(float(post.std()) / (2 / np.sqrt(y.size)) - 1) < 0.25
+    assert np.isfinite(idata.attrs["advi_final_loss"])
+
+
+def test_numpyro_and_diagnostics(normal_model, tmp_path):
+    model, y = normal_model
+    idata = sample(model, "numpyro", draws=300, tune=300, chains=2, random_seed=2, progressbar=False)
+    assert idata.attrs["sampler"] == "numpyro"
+    summary = save_diagnostics(idata, tmp_path / "post.nc")
+    assert summary["divergences"] == 0
+    assert summary["max_r_hat"] < 1.05 and summary["min_ess_bulk"] > 100
+    assert summary["min_bfmi"] is not None and summary["min_bfmi"] > 0.3
+    on_disk = json.loads((tmp_path / "post.diagnostics.json").read_text())
+    assert on_disk["chains"] == 2 and (tmp_path / "post.diagnostics.csv").is_file()
+    assert abs(float(idata.posterior["mu"].mean()) - y.mean()) < 0.05
+
+
+def test_fast_result_has_no_nuts_diagnostics(normal_model):
+    model, _ = normal_model
+    idata = sample(model, "fast", draws=200, random_seed=0, progressbar=False, advi_iterations=500)
+    summary = diagnostics_summary(idata)
+    assert summary["divergences"] is None and summary["sampler"] == "fast"
+
+
+def test_unknown_sampler(normal_model):
+    with pytest.raises(ValueError, match="unknown sampler"):
+        sample(normal_model[0], "gibbs")

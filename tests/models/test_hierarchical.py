@@ -1,0 +1,159 @@
+"""The hierarchical power model: prior predictive dims, config_params, pooling, save/load, recovery."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from wattscape.inference.stats import SUMMARY, fit_data_from_catalog
+from wattscape.models import dims as D
+from wattscape.models.config import default_model_config, model_config_from
+from wattscape.models.hierarchical import PowerModel, ServingConfig, summarise_prediction
+from wattscape.models.params import validate_config_params
+
+from tests.inference.synthetic_catalog import MAX_FRAC, TRUTH, SyntheticCatalog
+
+SEEN = ServingConfig(llm="llm-a", params_b=7.0, gpu_model="A100-SXM4-40GB", task="synthetic-bench:chat")
+
+
+@pytest.fixture(scope="module")
+def fit_data():
+    return fit_data_from_catalog(SyntheticCatalog(n_inferences=8, seed=3), progress=False)
+
+
+@pytest.fixture(scope="module")
+def fitted(fit_data):
+    """A quick approximate (ADVI) fit shared by the tests of this module."""
+    model = PowerModel()
+    model.fit(fit_data, sampler="fast", draws=300, advi_iterations=4000, random_seed=1, progressbar=False)
+    return model
+
+
+def test_config_overrides_and_unknown_key():
+    cfg = model_config_from(
+        {"n_components": 2, "ar_coef": {"dist": "Beta", "kwargs": {"alpha": 5, "beta": 2}, "dims": ["state"]}}
+    )
+    assert cfg["n_components"] == 2 and cfg["ar_coef"].parameters["alpha"] == 5
+    assert default_model_config()["n_components"] == 1  # defaults untouched
+    with pytest.raises(KeyError, match="no_such_prior"):
+        model_config_from({"no_such_prior": 1})
+
+
+def test_prior_predictive_dims(fit_data):
+    model = PowerModel()
+    prior = model.sample_prior_predictive(fit_data, samples=20)
+    pp = prior.prior_predictive
+    assert pp["seg_obs"].dims == (D.CHAIN, D.DRAW, D.SEGMENT)
+    assert pp["summary_obs"].dims == (D.CHAIN, D.DRAW, SUMMARY)
+    assert prior.prior["eta"].dims == (D.CHAIN, D.DRAW, D.CONFIG, D.STATE)
+    assert prior.prior["b_llm"].dims == (D.CHAIN, D.DRAW, D.LLM)
+    assert prior.prior["b_gpu_idle"].dims == (D.CHAIN, D.DRAW, D.GPU_MODEL)
+    # physics prior: idle well below active, both below max_frac x TDP
+    eta = prior.prior["eta"].mean((D.CHAIN, D.DRAW, D.CONFIG))
+    assert float(eta.sel(state=D.IDLE)) < float(eta.sel(state=D.ACTIVE))
+
+
+def test_accessors_say_fit_first():
+    with pytest.raises(RuntimeError, match=r"call fit\(\) first"):
+        _ = PowerModel().posterior
+
+
+def test_config_params_contract(fitted):
+    cp = fitted.config_params(SEEN, n_draws=50, seed=0)
+    validate_config_params(cp)
+    assert list(cp[D.STATE].values) == list(D.STATES_ACTIVE)
+    assert cp.sizes[D.DRAW] == 50
+    loc = cp["level_loc"].mean(D.DRAW)
+    assert float(loc.sel(state=D.IDLE).max()) < float(loc.sel(state=D.ACTIVE).min())
+    assert (cp["transition"].sel(state=D.IDLE, state_to=D.ACTIVE) == 1).all()
+    assert cp.attrs["tdp_w"] == 400.0 and cp.attrs["seen_config"] == 1
+    assert cp.attrs["meter_window_s"] == 0.025  # A100 (GA100): part-time 25 ms averaging
+    # unseen card and LLM still follow the contract
+    validate_config_params(
+        fitted.config_params(
+            {"llm": "new-llm", "params_b": 70.0, "gpu_model": "B200-SXM-180GB", "n_gpus": 8}, n_draws=10
+        )
+    )
+
+
+def test_unseen_llm_and_gpu_get_wider_intervals(fitted):
+    def width(cfg):
+        s = summarise_prediction(fitted.predict_config(cfg, batch=32, n_draws=2000, seed=2))["active_power_w"]
+        return (s["q95"] - s["q05"]) / s["q50"]
+
+    seen = width(SEEN)
+    new_llm = width(
+        ServingConfig(llm="never-seen", params_b=7.0, gpu_model="A100-SXM4-40GB", task="synthetic-bench:chat")
+    )
+    new_gpu = width(
+        ServingConfig(llm="llm-a", params_b=7.0, gpu_model="L40S-48GB", task="synthetic-bench:chat")
+    )
+    assert new_llm > seen and new_gpu > seen
+
+
+def test_save_load_round_trip_and_refusal(fitted, tmp_path):
+    path = fitted.save(tmp_path / "post.nc")
+    loaded = PowerModel.load(path)
+    assert loaded.id == fitted.id
+    assert "fit_data" in loaded.idata.groups()
+    np.testing.assert_allclose(loaded.posterior["base"].values, fitted.posterior["base"].values)
+    a = loaded.config_params(SEEN, n_draws=20, seed=5)["level_loc"].values
+    b = fitted.config_params(SEEN, n_draws=20, seed=5)["level_loc"].values
+    np.testing.assert_allclose(a, b)
+    # a file whose stored id does not match its configuration + this version is refused
+    idata = loaded.idata
+    idata.attrs["model_id"] = "0123456789abcdef"
+    with pytest.raises(ValueError, match="does not match"):
+        PowerModel.from_idata(idata)
+    cfg = json.loads(fitted.idata.attrs["model_config"])
+    cfg["max_frac"] = 1.5  # a different model under the old id
+    idata.attrs["model_id"] = fitted.id
+    idata.attrs["model_config"] = json.dumps(cfg)
+    with pytest.raises(ValueError, match="does not match"):
+        PowerModel.from_idata(idata)
+
+
+def test_two_components_build_and_order(fit_data):
+    model = PowerModel({"n_components": 2})
+    prior = model.sample_prior_predictive(fit_data, samples=10)
+    off = prior.prior["component_offset"]
+    assert (off.sel(component=0) <= off.sel(component=1)).all()
+
+
+@pytest.mark.slow
+def test_parameter_recovery():
+    """NUTS on data simulated with the model's structure recovers its parameters.
+
+    Tolerances: AR coefficient ±0.1, active residual sd ±25 %, workload slope on log2 prompt ±0.08
+    (logit per doubling), between-segment sd ±0.06, a configuration's active level ±0.2 (logit),
+    per-token latency ±30 %.
+    """
+    fd = fit_data_from_catalog(SyntheticCatalog(n_inferences=40, seed=11), progress=False)
+    model = PowerModel()
+    model.fit(fd, sampler="numpyro", draws=500, tune=500, chains=2, random_seed=3, progressbar=False)
+    post = model.posterior.mean((D.CHAIN, D.DRAW))
+    assert abs(float(post["ar_coef"].sel(state=D.ACTIVE)) - TRUTH["ar"]) < 0.1
+    assert abs(float(post["ar_coef"].sel(state=D.IDLE))) < 0.15  # idle noise simulated white
+    cid = "llm-a|A100-SXM4-40GB|none1|float16"  # run r0
+    sd = np.exp(
+        post["log_resid_scale"].sel(state=D.ACTIVE) + post["resid_group_dev"].sel(resid_group="r0|active")
+    )
+    assert abs(float(sd) / TRUTH["resid_sd"] - 1) < 0.25
+    slope = post["level_slope"].sel(state=D.ACTIVE, covariate="log2_prompt_tokens")
+    assert abs(float(slope) - TRUTH["slope_prompt"]) < 0.08
+    level_sd = np.exp(
+        post["log_level_scale"].sel(state=D.ACTIVE) + post["level_group_dev"].sel(level_group="r0|active")
+    )
+    assert abs(float(level_sd) - TRUTH["level_sd"]) < 0.06
+    want = TRUTH["eta_active"] + TRUTH["gpu_active"]["A100-SXM4-40GB"] + TRUTH["llm_active"]["llm-a"]
+    assert abs(float(post["eta"].sel(config=cid, state=D.ACTIVE)) - want) < 0.2
+    x = fd.ds["config_x"].sel(config=cid).values
+    itl = np.exp(
+        float(post["log_itl_base"])
+        + float(post["beta_itl"].values @ x)
+        + float(post["itl_cfg"].sel(config=cid))
+    )
+    itl_at_32 = itl * (1 + np.exp(float(post["log_itl_per_seq_ratio"])) * 32)
+    assert abs(itl_at_32 / (TRUTH["itl"] * 1.32) - 1) < 0.3
+    assert MAX_FRAC == model.model_config["max_frac"]
