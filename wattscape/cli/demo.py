@@ -38,4 +38,7 @@ def run(args: argparse.Namespace) -> int:
     cat = ingest_demo(out / "catalog", progress=not args.quiet)
     print(format_catalog(cat))
     print(f"catalog at {cat.path}")
+    from wattscape.generation.demo import site_demo  # generation part (helper H4)
+
+    print(site_demo(out, progress=not args.quiet))
     return 0

@@ -1,0 +1,98 @@
+"""Known-answer and equivalence tests of the JAX emission kernels (wattscape.generation.simulate)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from wattscape.generation import simulate as S
+from wattscape.models.params import example_config_params
+
+
+@pytest.fixture(scope="module")
+def p():
+    return S.take_draw(S.emission_params(example_config_params(4, seed=3)), 0)
+
+
+def test_fast_normal_moments_and_keys():
+    z = np.asarray(S.fast_normal(jax.random.key(0), (400_000,)))
+    assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01
+    assert abs((z**4).mean() - 3) < 0.05
+    assert abs(np.corrcoef(z[:-1], z[1:])[0, 1]) < 0.01
+    assert np.isfinite(z).all()
+    same = np.asarray(S.fast_normal(jax.random.key(0), (400_000,)))
+    other = np.asarray(S.fast_normal(jax.random.key(1), (400_000,)))
+    np.testing.assert_array_equal(z, same)
+    assert abs(np.corrcoef(z, other)[0, 1]) < 0.01
+    u = np.asarray(S.fast_uniform(jax.random.key(2), (200_000,)))
+    assert u.min() > 0 and u.max() < 1 and abs(u.mean() - 0.5) < 0.005
+
+
+def test_ar1_filter_matches_recursion():
+    e = np.random.default_rng(0).normal(size=(1000, 3)).astype(np.float32)
+    y = np.asarray(S.ar1_filter(jnp.asarray(e), 0.7))
+    ref = np.zeros_like(e)
+    acc = np.zeros(3)
+    for t in range(len(e)):
+        acc = 0.7 * acc + e[t]
+        ref[t] = acc
+    np.testing.assert_allclose(y, ref, atol=1e-4)
+
+
+def test_scatter_steps_exact_bin_means():
+    rng = np.random.default_rng(1)
+    dt, n_steps = 0.5, 40
+    starts = np.concatenate([[0.0], np.sort(rng.uniform(0, n_steps * dt, 30))]).astype(np.float32)
+    vals = rng.normal(100, 20, len(starts)).astype(np.float32)
+    grid = np.asarray(
+        S.scatter_steps(
+            jnp.asarray(starts)[:, None],
+            jnp.asarray(vals)[:, None, None],
+            jnp.zeros(1, jnp.int32),
+            1,
+            n_steps,
+            dt,
+        )
+    )[:, 0, 0]
+    fine = np.linspace(0, n_steps * dt, n_steps * 2000, endpoint=False) + dt / 4000
+    level = vals[np.searchsorted(starts, fine, side="right") - 1]
+    np.testing.assert_allclose(grid, level.reshape(n_steps, -1).mean(1), rtol=2e-3)
+    # energy of the step function is kept exactly
+    ends = np.append(starts[1:], n_steps * dt)
+    np.testing.assert_allclose(grid.sum() * dt, (vals * (ends - starts)).sum(), rtol=1e-5)
+
+
+def test_block_var_factor_matches_simulation():
+    phi, m = 0.6, 10
+    rng = np.random.default_rng(2)
+    e = rng.normal(size=(200_000,)) * np.sqrt(1 - phi**2)
+    x = np.asarray(S.ar1_filter(jnp.asarray(e, jnp.float32)[:, None], phi))[:, 0]
+    means = x[: len(x) // m * m].reshape(-1, m).mean(1)
+    assert abs(means.var() / float(S.block_var_factor(jnp.float32(phi), m)) - 1) < 0.05
+
+
+def test_naive_markov_scan_runs(p):
+    out = S.naive_markov_scan(
+        jax.random.key(0),
+        p,
+        jnp.array([5.0, 0.2, 3.0]),
+        jnp.array([[0, 1, 0], [0, 0, 1], [0.5, 0.5, 0]], jnp.float32),
+        n_gpus=4,
+        n_steps=500,
+        dt=0.1,
+    )
+    out = np.asarray(out)
+    assert out.shape == (4, 500) and np.isfinite(out).all()
+    assert 0.05 * 700 < out.mean() < 700
+
+
+def test_cap_clips_levels_and_stretches_time(p):
+    stretch = np.asarray(S.cap_stretch(p, 400.0))
+    means = np.asarray(S.mean_levels(p))
+    np.testing.assert_allclose(stretch, np.maximum(1, means / 400.0), rtol=1e-6)
+    assert stretch[S.PREFILL_I] > 1 and stretch[S.IDLE_I] == 1
+    lv = S.gpu_levels(
+        p, jax.random.key(0), jnp.full((1000, 1), S.PREFILL_I), jnp.zeros((1000, 1, 3)), 8, 400.0
+    )
+    assert float(jnp.max(lv)) <= 400.0
