@@ -1,0 +1,158 @@
+"""Figure scripts on tiny synthetic results in tmp_path: a PNG is written, a missing input is named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from paper_figures import _style as S
+from paper_figures import all as all_figures
+from paper_figures import baselines, calibration, facility
+
+METHODS = ("model", "tdp", "mean", "splitwise", "replay")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _accuracy(path, n_runs: int = 8, seed: int = 0) -> pd.DataFrame:
+    """A small accuracy.csv in the evaluate contract: one row per (run, method, period)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for r in range(n_runs):
+        e = 1.0e5 * (1 + r)
+        for period in (1.0, 30.0):
+            for m in METHODS:
+                model = m == "model"
+                q50 = e * (1 + rng.normal(0, 0.03 if model else 0.2))
+                rows.append(
+                    {
+                        "run_id": f"run{r}",
+                        "method": m,
+                        "energy_error_pct": abs(q50 / e - 1) * 100,
+                        "energy_error_signed_pct": (q50 / e - 1) * 100,
+                        "acf_r2": rng.uniform(0.9, 1.0) if model else rng.uniform(-20, 0.5),
+                        "acf_mae": rng.uniform(0, 0.4),
+                        "energy_measured_j": e,
+                        "energy_q05_j": q50 * 0.95 if model else np.nan,
+                        "energy_q50_j": q50 if model else np.nan,
+                        "energy_q95_j": q50 * 1.05 if model else np.nan,
+                        "energy_pit": rng.uniform() if model else np.nan,
+                        "energy_in_50": float(rng.uniform() < 0.5) if model else np.nan,
+                        "energy_in_90": float(rng.uniform() < 0.9) if model else np.nan,
+                        "window_coverage_50": rng.uniform(0.3, 0.6) if model else np.nan,
+                        "window_coverage_90": rng.uniform(0.8, 0.95) if model else np.nan,
+                        "period_s": period,
+                    }
+                )
+    df = pd.DataFrame(rows)
+    with open(path, "w") as fh:
+        fh.write("# command: synthetic test table\n")
+        df.to_csv(fh, index=False)
+    return df
+
+
+def _profile(folder) -> None:
+    folder.mkdir(parents=True)
+    t = pd.date_range("2026-01-01", periods=12, freq="15min", tz="UTC")
+    mid = 100 + 20 * np.sin(np.arange(12) / 3)
+    df = pd.DataFrame(
+        {
+            "timestamp": t.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "interval_s": 900.0,
+            "mean_kw": mid,
+            "q05_kw": mid - 15,
+            "q25_kw": mid - 5,
+            "q50_kw": mid,
+            "q75_kw": mid + 5,
+            "q95_kw": mid + 15,
+        }
+    )
+    df.to_csv(folder / "profile_15min_kw.csv", index=False)
+    pd.DataFrame(
+        {
+            "metric": ["facility nameplate (TDP)"],
+            "unit": ["kW"],
+            "median": [250.0],
+            "lo": [250.0],
+            "hi": [250.0],
+        }
+    ).to_csv(folder / "load_summary.csv", index=False)
+
+
+def _png_ok(path) -> None:
+    assert path.is_file(), f"{path} not written"
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    assert 5_000 < path.stat().st_size < 300_000
+
+
+@pytest.fixture
+def results(tmp_path):
+    res = tmp_path / "results"
+    res.mkdir()
+    _accuracy(res / "accuracy.csv")
+    _profile(res / "planning" / "tiny")
+    return res
+
+
+def test_baselines_summary_is_the_median():
+    df = pd.DataFrame({"method": ["a"] * 5, "energy_error_pct": [1.0, 2.0, 30.0, 4.0, 5.0], "period_s": 1.0})
+    s = baselines.summary(df).set_index("metric")
+    assert s.loc["energy_error_pct", "median"] == 4.0
+    assert s.loc["energy_error_pct", "lo"] <= 4.0 <= s.loc["energy_error_pct", "hi"]
+
+
+def test_wilson_interval_brackets_proportion():
+    lo, hi = calibration.wilson(9, 10)
+    assert lo < 0.9 < hi <= 1.0
+    assert calibration.wilson(0, 10)[0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_scripts_write_pngs(results, tmp_path):
+    out = tmp_path / "figs"
+    common = ["--results", str(results), "--out", str(out)]
+    assert baselines.main(common) == 0
+    assert calibration.main(common) == 0
+    assert facility.main(common) == 0  # azure_day_1000 absent: falls back to the one generated
+    for name in ("baselines", "calibration", "facility"):
+        _png_ok(out / f"{name}.png")
+        assert (out / f"{name}.pdf").is_file()
+
+
+def test_baselines_falls_back_to_baselines_only_table(tmp_path):
+    res = tmp_path / "results"
+    res.mkdir()
+    df = _accuracy(res / "accuracy_baselines.csv")
+    df[df["method"] != "model"].to_csv(res / "accuracy_baselines.csv", index=False)  # baselines only
+    assert baselines.main(["--results", str(res)]) == 0
+    _png_ok(res / "figures" / "baselines.png")
+
+
+def test_missing_input_is_named(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert calibration.main(["--results", str(empty)]) == S.EXIT_MISSING
+    err = capsys.readouterr().err
+    assert str(empty / "accuracy.csv") in err
+    assert facility.main(["--results", str(empty)]) == S.EXIT_MISSING
+    assert "profile_15min_kw.csv" in capsys.readouterr().err
+
+
+def test_calibration_without_model_rows_is_a_clear_error(tmp_path, capsys):
+    res = tmp_path / "results"
+    res.mkdir()
+    df = _accuracy(res / "accuracy.csv")
+    df[df["method"] != "model"].to_csv(res / "accuracy.csv", index=False)
+    assert calibration.main(["--results", str(res)]) == S.EXIT_MISSING
+    assert "no posterior-predictive interval rows" in capsys.readouterr().err
+
+
+def test_all_continues_past_a_failing_figure(results, tmp_path, capsys):
+    (results / "accuracy.csv").rename(results / "accuracy_baselines.csv")  # calibration's input is gone
+    out = tmp_path / "figs"
+    rc = all_figures.main(
+        ["--results", str(results), "--out", str(out), "--only", "calibration", "baselines"]
+    )
+    assert rc == 1
+    assert "calibration" in capsys.readouterr().err
+    _png_ok(out / "baselines.png")
+    assert not (out / "calibration.png").exists()
