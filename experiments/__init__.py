@@ -1,0 +1,1 @@
+"""One script per paper table / study; each writes ``results/<name>.csv`` and ``.md`` with its command."""
