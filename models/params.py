@@ -22,6 +22,9 @@ itl_base_s     (draw; s)                     decode inter-token latency at batch
 itl_per_seq_s  (draw; s)                     added inter-token latency per sequence in the batch
 dwell_sigma    (draw, state; 1)              log-normal multiplicative noise on dwell times
 transition     (draw, state, state_to; 1)    embedded-chain transition probabilities (no self-loops)
+itl_ctx_s      (draw; s)                     OPTIONAL (0 when absent): added decode-step time per
+                                              sequence per context token; an inference adds
+                                              ``itl_ctx_s · batch · output · (prompt + output / 2)``
 
 Attributes: llm, gpu_model, n_gpus, tensor_parallel, tdp_w, ar_step_s, meter_window_s,
 covariate_ref (list, same order as dims.COVARIATES), states (label set), model_id.
@@ -48,6 +51,8 @@ REQUIRED_VARS: dict[str, tuple[str, ...]] = {
     "dwell_sigma": (D.DRAW, D.STATE),
     "transition": (D.DRAW, D.STATE, D.STATE_TO),
 }
+#: Variables a generator may read when present (absent = 0).
+OPTIONAL_VARS: dict[str, tuple[str, ...]] = {"itl_ctx_s": (D.DRAW,)}
 REQUIRED_ATTRS = ("llm", "gpu_model", "n_gpus", "tensor_parallel", "tdp_w", "ar_step_s", "meter_window_s")
 
 
@@ -58,6 +63,9 @@ def validate_config_params(ds: xr.Dataset) -> xr.Dataset:
         if name not in ds:
             problems.append(f"missing variable {name!r}")
         elif tuple(ds[name].dims) != want:
+            problems.append(f"{name!r} has dims {ds[name].dims}, expected {want}")
+    for name, want in OPTIONAL_VARS.items():
+        if name in ds and tuple(ds[name].dims) != want:
             problems.append(f"{name!r} has dims {ds[name].dims}, expected {want}")
     problems += [f"missing attribute {a!r}" for a in REQUIRED_ATTRS if a not in ds.attrs]
     if "level_weight" in ds and not problems:

@@ -1,8 +1,7 @@
 """Inputs the trace-level figures share: the measured catalog, the fitted posterior, workload replays.
 
 Replay: the package's (:func:`wattscape.inference.evaluate.default_generator`, i.e.
-``wattscape.generation.replay.replay_run``) when present, else the interim numpy stand-in of
-``experiments/_replay_standin.py``; the figures print which one they used.
+``wattscape.generation.replay.replay_run``); the figures print which one they used.
 """
 
 from __future__ import annotations
@@ -91,18 +90,10 @@ def pick_runs(cat) -> dict[str, str]:
 
 
 def run_config(run: xr.Dataset) -> dict:
-    """The ``ServingConfig`` fields of a measured run (as the fit and the replay see it)."""
-    a = run.attrs
-    n = int(a["n_gpus"])
-    return {
-        "llm": str(a["llm"]),
-        "params_b": float(a["params_b"]),
-        "active_params_b": float(a.get("active_params_b") or a["params_b"]),
-        "gpu_model": str(a["gpu_model"]),
-        "n_gpus": n,
-        "split": str(a.get("split") or (D.SPLIT_NONE if n == 1 else D.SPLIT_LAYER)),
-        "tensor_parallel": int(a.get("tensor_parallel") or 1),
-    }
+    """The ``ServingConfig`` fields of a measured run, precision included (as the fit and replay see it)."""
+    from wattscape.generation.replay import run_config as replay_run_config
+
+    return replay_run_config(run)
 
 
 @functools.lru_cache(maxsize=8)
@@ -111,12 +102,7 @@ def generator(posterior: str):
     from wattscape.inference import evaluate as E
 
     model = load_model(posterior)
-    try:
-        return E.default_generator(model), "package replay (wattscape.generation.replay)"
-    except ImportError:
-        from experiments._replay_standin import standin_generator
-
-        return standin_generator(model), "interim replay stand-in (experiments/_replay_standin.py)"
+    return E.default_generator(model), "package replay (wattscape.generation.replay)"
 
 
 @functools.lru_cache(maxsize=16)

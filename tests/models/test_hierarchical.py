@@ -59,6 +59,28 @@ def test_accessors_say_fit_first():
         _ = PowerModel().posterior
 
 
+def test_layer_covariate():
+    from wattscape.models.hierarchical import _layer_covariate
+
+    got = _layer_covariate(["layer3", "tensor4", "none1", "layer4"], [3, 4, 1, 4])
+    np.testing.assert_allclose(got, [np.log2(3), 0.0, 0.0, 2.0])
+
+
+def test_config_params_linearisation_and_context_latency(fitted):
+    """Levels are linearised at the data's workload (given in attrs); at the model's reference they are
+    exactly ``max_frac * TDP * sigmoid(eta)``; the context-latency term is positive."""
+    x0 = fitted.linearisation_workload()
+    cp = fitted.config_params(SEEN, n_draws=40, seed=2)
+    np.testing.assert_allclose(cp.attrs["covariate_ref"], x0)
+    ref = list(fitted.model_config["covariate_ref"])
+    at_ref = fitted.config_params(SEEN, n_draws=40, seed=2, covariate_ref=ref)
+    assert at_ref.attrs["covariate_ref"] == ref
+    q = fitted._config_quantities(SEEN, 40, 2)
+    want = MAX_FRAC * 400.0 / (1 + np.exp(-q["eta"][:, 1]))
+    np.testing.assert_allclose(at_ref["level_loc"].sel(state=D.ACTIVE, component=0).values, want, rtol=1e-9)
+    assert (cp["itl_ctx_s"] > 0).all() and cp["itl_ctx_s"].attrs[D.UNITS] == D.SECOND
+
+
 def test_config_params_contract(fitted):
     cp = fitted.config_params(SEEN, n_draws=50, seed=0)
     validate_config_params(cp)
