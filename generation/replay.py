@@ -2,13 +2,16 @@
 
 For one run and one configuration's parameter draws (``wattscape.models.params`` contract):
 
-* **timeline** — the logged inferences arrive at their logged start times and are served one at a time (the
-  offline ``generate`` runs of energy-inference: one batch of ``batch`` sequences per inference), each for a
+* **timeline** — the logged inferences are served one at a time (the offline ``generate`` runs of
+  energy-inference: one batch of ``batch`` sequences per inference).  Where the log says when each call
+  returned, the client is replayed in *closed loop*: the next call is issued the logged think time after the
+  previous one returns (its predicted end), so the measured runtimes never set the timeline; otherwise the
+  calls arrive at their logged start times (*open loop*).  Each runs for a
   *predicted* runtime ``(prefill_overhead_s + prefill_s_per_token·prompt·batch + output·(itl_base_s +
   itl_per_seq_s·batch) + itl_ctx_s·batch·output·(prompt + output/2)) · exp(dwell_sigma·z)``
   (``itl_ctx_s``: decode step cost per context token, 0 when the parameters have none; the fitted dwell
   likelihood: ``log runtime ~ Normal(log expected, dwell_sigma)``; ``output`` = the logged output-token
-  limit).  An inference starts at
+  limit).  In open loop an inference starts at
   ``max(arrival, previous end)``; the GPUs are idle otherwise.  Measured runtimes, timing and power are never
   inputs.  With ``idle/prefill/decode`` parameters the first ``prefill / (prefill + decode)`` of a runtime is
   prefill, the rest decode; with ``idle/active`` the whole inference is one active segment.
@@ -131,15 +134,23 @@ def _bin_means(times, values, init, edges):
     return init + jnp.cumsum(a) - b
 
 
-def _timeline(p: ReplayParams, key, arrival, pre_work, dec_work):
-    """Start, prefill end and end (s) of each inference served one at a time (max-plus recursion)."""
+def _timeline(p: ReplayParams, key, arrival, gap, pre_work, dec_work, closed: bool):
+    """Start, prefill end and end (s) of each inference served one at a time.
+
+    Open loop: ``end_j = max(a_j, end_{j-1}) + run_j`` (max-plus recursion).  Closed loop (a client that
+    issues the next call when the previous one returns, as the offline ``generate`` scripts do):
+    ``start_j = end_{j-1} + gap_j`` with the client's think time ``gap_j`` (``gap_0`` = first arrival).
+    """
     z = jax.random.normal(key, arrival.shape, jnp.float32)
     noise = jnp.exp(p.dwell_sigma * z)
     pre = (p.prefill_overhead_s + p.prefill_s_per_token * pre_work) * noise
     run = pre + dec_work * noise
-    # end_j = max(a_j, end_{j-1}) + run_j  ⇔  end = C + cummax(a − C_prev), C = cumsum(run)
     c = jnp.cumsum(run)
-    end = c + jax.lax.cummax(arrival - (c - run), axis=0)
+    if closed:
+        end = c + jnp.cumsum(gap)
+    else:
+        # end_j = max(a_j, end_{j-1}) + run_j  ⇔  end = C + cummax(a − C_prev), C = cumsum(run)
+        end = c + jax.lax.cummax(arrival - (c - run), axis=0)
     start = end - run
     return start, start + pre, end
 
@@ -158,11 +169,12 @@ def _ar1(phi, sd, z):
     return jnp.concatenate([r0[None], rest])
 
 
-@partial(jax.jit, static_argnames=("phases", "meter_k", "var_m"))
+@partial(jax.jit, static_argnames=("phases", "meter_k", "var_m", "closed"))
 def replay_draw(
     key,
     p: ReplayParams,
     arrival,
+    gap,
     prompt,
     output,
     batch,
@@ -173,6 +185,7 @@ def replay_draw(
     phases: bool,
     meter_k: int,
     var_m: float,
+    closed: bool = False,
 ):
     """One draw: total power on the grid and the inference timeline.
 
@@ -181,12 +194,14 @@ def replay_draw(
     key : jax.random key
     p : ReplayParams of one draw (no draw dim)
     arrival, prompt, output, batch : (N,) float32 inferences sorted by arrival (s from the first sample)
+    gap : (N,) float32 client think time before each inference (closed loop; ``gap[0]`` = first arrival)
     edges : (T + 1,) float32 bin edges (s): sample ``i`` is the mean over ``[edges[i], edges[i+1])``
     n_gpus : float32 GPUs of the configuration
     ar_step_s : float32 time step of ``ar_coef`` (s)
     phases : separate prefill and decode levels (``idle/prefill/decode`` parameters)
     meter_k : samples of the meter's moving average (≤ 1: none)
     var_m : median bin width / ``ar_step_s`` (variance factor of block means)
+    closed : closed-loop timeline (next call when the previous returns) instead of open-loop arrivals
 
     Returns
     -------
@@ -198,7 +213,7 @@ def replay_draw(
     dec_work = output * (p.itl_base_s + p.itl_per_seq_s * batch) + p.itl_ctx_s * batch * output * (
         prompt + 0.5 * output
     )  # the mean context over the decode steps
-    s, f, e = _timeline(p, k_t, arrival, pre_work, dec_work)
+    s, f, e = _timeline(p, k_t, arrival, gap, pre_work, dec_work, closed)
     ref = jnp.broadcast_to(p.cov_ref, cov.shape)
     lv_dec = _levels(p, k_a, DECODE_I, cov)
     lv_pre = _levels(p, k_p, PREFILL_I, cov) if phases else lv_dec
@@ -223,14 +238,28 @@ def replay_draw(
     return jnp.maximum(total, 0.0).astype(jnp.float32), s, f, e
 
 
-@partial(jax.jit, static_argnames=("phases", "meter_k", "var_m"))
+@partial(jax.jit, static_argnames=("phases", "meter_k", "var_m", "closed"))
 def replay_draws(
-    keys, p: ReplayParams, arrival, prompt, output, batch, edges, n_gpus, ar_step_s, *, phases, meter_k, var_m
+    keys,
+    p: ReplayParams,
+    arrival,
+    gap,
+    prompt,
+    output,
+    batch,
+    edges,
+    n_gpus,
+    ar_step_s,
+    *,
+    phases,
+    meter_k,
+    var_m,
+    closed=False,
 ):
     """:func:`replay_draw` vmapped over draws (leading dim of ``keys`` and of every array of ``p``)."""
-    f = partial(replay_draw, phases=phases, meter_k=meter_k, var_m=var_m)
-    return jax.vmap(f, in_axes=(0, 0, None, None, None, None, None, None, None))(
-        keys, p, arrival, prompt, output, batch, edges, n_gpus, ar_step_s
+    f = partial(replay_draw, phases=phases, meter_k=meter_k, var_m=var_m, closed=closed)
+    return jax.vmap(f, in_axes=(0, 0, None, None, None, None, None, None, None, None))(
+        keys, p, arrival, gap, prompt, output, batch, edges, n_gpus, ar_step_s
     )
 
 
@@ -283,13 +312,22 @@ def _inputs(run: xr.Dataset, requests: pd.DataFrame):
     for name, c in zip(("start", "prompt_tokens", "output_tokens", "batch_size"), cols, strict=True):
         if not np.all(np.isfinite(c)):
             raise ValueError(f"requests of run {run.attrs.get('run_id')!r}: non-finite {name!r}")
+    # closed loop when the log says when each call returned: the client's think time between calls is
+    # workload (kept); when the next call starts is then decided by the predicted runtimes, not the log's
+    end = pd.to_datetime(req["end"]).to_numpy(dtype="datetime64[ns]") if "end" in req else None
+    closed = end is not None and not np.isnat(end).any()
+    gap = np.zeros(len(req))
+    gap[0] = arrival[0]
+    if closed:
+        ends = (end - time[0]) / np.timedelta64(1, "s")
+        gap[1:] = np.maximum(arrival[1:] - ends[:-1], 0.0)
     f32 = partial(jnp.asarray, dtype=jnp.float32)
-    return (*(f32(c) for c in cols), f32(edges)), time, dt
+    return (f32(cols[0]), f32(gap), *(f32(c) for c in cols[1:]), f32(edges)), time, dt, closed
 
 
 def _run(params: xr.Dataset, run: xr.Dataset, requests: pd.DataFrame, seed: int):
     p, phases = replay_arrays(params)
-    (arr, pr, ou, bs, edges), time, dt = _inputs(run, requests)
+    (arr, gap, pr, ou, bs, edges), time, dt, closed = _inputs(run, requests)
     n_draw = params.sizes[D.DRAW]
     meter_k = round(float(params.attrs.get("meter_window_s", 0.0)) / dt)
     var_m = float(dt / float(params.attrs["ar_step_s"]))
@@ -297,7 +335,20 @@ def _run(params: xr.Dataset, run: xr.Dataset, requests: pd.DataFrame, seed: int)
     keys = jax.random.split(jax.random.key(int(seed)), n_draw)
     ar_step = jnp.float32(float(params.attrs["ar_step_s"]))
     out = replay_draws(
-        keys, p, arr, pr, ou, bs, edges, n_gpus, ar_step, phases=phases, meter_k=meter_k, var_m=var_m
+        keys,
+        p,
+        arr,
+        gap,
+        pr,
+        ou,
+        bs,
+        edges,
+        n_gpus,
+        ar_step,
+        phases=phases,
+        meter_k=meter_k,
+        var_m=var_m,
+        closed=closed,
     )
     return [np.asarray(o) for o in out], time
 
