@@ -10,33 +10,19 @@ import argparse
 import importlib
 import sys
 
-#: subcommand -> module in this package
-COMMANDS = {
-    "ingest": "ingest",
-    "fit": "fit",
-    "predict": "predict",
-    "generate": "generate",
-    "evaluate": "evaluate",
-    "plan": "plan",
-    "demo": "demo",
-}
+#: subcommands, each the name of its module in this package
+COMMANDS = ("ingest", "fit", "predict", "generate", "evaluate", "plan", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every subcommand whose module is present."""
+    """The top-level parser with every subcommand."""
     from wattscape import __version__
 
     parser = argparse.ArgumentParser(prog="wattscape", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"wattscape {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in COMMANDS.items():
-        try:
-            mod = importlib.import_module(f"wattscape.cli.{module}")
-        except ModuleNotFoundError as err:  # a subcommand not written yet
-            if err.name != f"wattscape.cli.{module}":
-                raise
-            continue
-        mod.add_parser(sub)
+    for name in COMMANDS:
+        importlib.import_module(f"wattscape.cli.{name}").add_parser(sub)
     return parser
 
 
