@@ -258,6 +258,16 @@ def generate_site(
             inv, d_lam = T.inverse_table(prof, site.duration_s)
             inv = jnp.asarray(inv)
             n_max = T.max_requests(prof, site.duration_s, n_groups)
+            # rate-driven traffic arguments shared by the summed (grid) and per-GPU (segments) paths
+            traffic_kw = {
+                "d_lambda": d_lam,
+                "n_max": n_max,
+                "policy": policy,
+                "n_site_groups": n_groups,
+                "tokens": tokens,
+                "batch_cap": f.batch_cap,
+                "horizon": float(site.duration_s),
+            }
         for di, d in enumerate(draw_ids):
             p = take_draw(ep, int(d))
             stretch = cap_stretch(p, f.power_cap_w, f.cap_time_exponent)
@@ -298,14 +308,8 @@ def generate_site(
                         rate_grid(
                             *args,
                             n_gpu=f.tensor_parallel,
-                            d_lambda=d_lam,
                             n_groups=g,
-                            n_max=n_max,
-                            policy=policy,
-                            n_site_groups=n_groups,
-                            tokens=tokens,
-                            batch_cap=f.batch_cap,
-                            horizon=float(site.duration_s),
+                            **traffic_kw,
                             n_rows=n_rows,
                             n_steps=n_steps,
                             dt=dt,
@@ -327,14 +331,8 @@ def generate_site(
                         p,
                         stretch,
                         inv,
-                        d_lambda=d_lam,
                         n_groups=g,
-                        n_max=n_max,
-                        policy=policy,
-                        n_site_groups=n_groups,
-                        tokens=tokens,
-                        batch_cap=f.batch_cap,
-                        horizon=float(site.duration_s),
+                        **traffic_kw,
                     )
                 if lv == D.GPU:
                     out = gpu_emissions(
