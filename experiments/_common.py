@@ -138,3 +138,91 @@ def runs_with_log(catalog) -> list[str]:
         if req is not None and len(req) > 0:
             ids.append(str(rid))
     return ids
+
+
+# --- held-out fits shared by the experiments (generalisation, calibration, ablation) ----------------------
+def fold_seed(catalog, run_id: str, base: int = 0) -> int:
+    """Seed of a held-out fold, as :mod:`experiments.accuracy` sets it: ``base`` + the run's position among
+    the runs with a log (so fold fits cached by one experiment are reused by the others)."""
+    order = {r: k for k, r in enumerate(runs_with_log(catalog))}
+    return int(base) + order.get(str(run_id), len(order))
+
+
+def fold_cache_path(cache, label: str, mode: str, seed: int) -> Path | None:
+    """``<cache>/<label>-<mode>-s<seed>.nc`` (the naming of ``experiments.accuracy.fit_holdout``), or None."""
+    if not cache:
+        return None
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(label))
+    return Path(cache) / f"{safe}-{mode}-s{int(seed)}.nc"
+
+
+def fit_fold(
+    catalog,
+    holdout_runs: Sequence[str],
+    *,
+    mode: str,
+    seed: int,
+    label: str | None = None,
+    summaries=None,
+    cache=None,
+    model_config=None,
+):
+    """A cold fit of the power model on every run of ``catalog`` except ``holdout_runs``.
+
+    Parameters
+    ----------
+    catalog : catalog
+        The runs (``wattscape.inference.catalog``).
+    holdout_runs : sequence of str
+        Runs left out of the fit (their logged and power-only samples alike).
+    mode : {"fast", "nuts"}
+        ADVI (``"fast"``) or numpyro NUTS with the model's defaults.
+    seed : int
+        Seed of the fit.
+    label : str, optional
+        Cache file stem before ``-<mode>-s<seed>.nc``; default the single held-out run id (then the file is
+        the one ``experiments.accuracy --cache`` writes and reads).
+    summaries : DataFrame, optional
+        Configuration summaries added to the fit (``fit_data_from_catalog``).
+    cache : path, optional
+        Folder of saved fold fits: a file is reused when its model id equals the id of
+        ``PowerModel(model_config)`` in this package (another configuration or version is refitted and
+        overwritten), else the fit is saved there.
+    model_config : dict, optional
+        ``PowerModel`` configuration overrides (ablations).
+
+    Returns
+    -------
+    PowerModel
+    """
+    from wattscape.inference.stats import fit_data_from_catalog
+    from wattscape.models.hierarchical import PowerModel
+
+    holdout_runs = [str(r) for r in holdout_runs]
+    if label is None:
+        if len(holdout_runs) != 1:
+            raise ValueError(f"a fold of {len(holdout_runs)} held-out runs needs a cache label")
+        label = holdout_runs[0]
+    if mode not in ("fast", "nuts"):
+        raise ValueError(f"mode must be 'fast' or 'nuts', got {mode!r}")
+    model = PowerModel(model_config=model_config)
+    path = fold_cache_path(cache, label, mode, seed)
+    if path is not None and path.is_file():
+        try:
+            cached = PowerModel.load(path)
+            if cached.id == model.id:
+                return cached
+            print(f"refitting {path.name}: cached model id {cached.id} != {model.id}", file=sys.stderr)
+        except (ValueError, KeyError, OSError) as err:  # another model version or a broken file: refit
+            print(f"refitting {path.name}: {err}", file=sys.stderr)
+    fd = fit_data_from_catalog(catalog, holdout_runs=holdout_runs, summaries=summaries, progress=False)
+    model.fit(fd, sampler="fast" if mode == "fast" else "numpyro", random_seed=seed, progressbar=False)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(path)
+    return model
+
+
+def catalog_summaries(catalog):
+    """The catalog's configuration summaries (``catalog.configs()``), or None when it has none."""
+    return catalog.configs() if hasattr(catalog, "configs") else None

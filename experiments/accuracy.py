@@ -50,6 +50,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache", help="folder to save/reuse the fold fits (default: none)")
     p.add_argument("--fit-only", action="store_true", help="only fit (and cache) the folds, score nothing")
     p.add_argument("--name", default=NAME, help="result file stem")
+    p.add_argument(
+        "--drive",
+        choices=("open", "closed"),
+        default="open",
+        help="replay at the logged start times (open, PROTOCOL.md) or on the logged think times (closed)",
+    )
     return p.parse_args(argv)
 
 
@@ -79,9 +85,9 @@ def fit_holdout(catalog, holdout: str, *, mode: str, seed: int, summaries=None, 
     return model
 
 
-def make_generator(model, which: str = "package", notes: list[str] | None = None):
+def make_generator(model, drive: str = "open"):
     """The package's workload replay (``E.default_generator``: ``wattscape.generation.replay.replay_run``)."""
-    return E.default_generator(model)
+    return E.default_generator(model, drive=drive)
 
 
 def model_rows(catalog, ids: Sequence[str], args, log: dict) -> tuple[pd.DataFrame, list[str]]:
@@ -102,7 +108,7 @@ def model_rows(catalog, ids: Sequence[str], args, log: dict) -> tuple[pd.DataFra
             if args.fit_only:
                 continue
             E.check_unseen(model, [rid])  # a leak here is a bug
-            gen = make_generator(model)
+            gen = make_generator(model, args.drive)
             tables.append(
                 E.evaluate_runs(
                     catalog,

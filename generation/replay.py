@@ -3,21 +3,31 @@
 For one run and one configuration's parameter draws (``wattscape.models.params`` contract):
 
 * **timeline** — the logged inferences are served one at a time (the offline ``generate`` runs of
-  energy-inference: one batch of ``batch`` sequences per inference).  Where the log says when each call
-  returned, the client is replayed in *closed loop*: the next call is issued the logged think time after the
-  previous one returns (its predicted end), so the measured runtimes never set the timeline; otherwise the
-  calls arrive at their logged start times (*open loop*).  Each runs for a
+  energy-inference: one batch of ``batch`` sequences per inference).  ``drive="open"`` (PROTOCOL.md,
+  "Driving", the default): the calls arrive at their logged start times (*open loop*), as a serving system
+  sees requests.  ``drive="closed"`` (stricter, ours): where the log says when each call returned, the
+  client is replayed in *closed loop*: the next call is issued the logged think time after the previous one
+  returns (its predicted end), so not even the start times of an offline loop (which follow the measured
+  runtimes) set the timeline; without end times it falls back to open loop.  Each runs for a
   *predicted* runtime ``(prefill_overhead_s + prefill_s_per_token·prompt·batch + output·(itl_base_s +
   itl_per_seq_s·batch) + itl_ctx_s·batch·output·(prompt + output/2)) · exp(dwell_sigma·z)``
   (``itl_ctx_s``: decode step cost per context token, 0 when the parameters have none; the fitted dwell
   likelihood: ``log runtime ~ Normal(log expected, dwell_sigma)``; ``output`` = the logged output-token
-  limit).  In open loop an inference starts at
+  limit).  ``z`` is drawn once per workload cell (the same prompt, output and batch) and shared by its calls:
+  the runtime misfit is a function of the workload, not noise per call (measured on the 13 logged runs:
+  log-runtime residual sd 0.11 between cells of a run, 0.018 between calls of one cell), and independent
+  per-call draws would both average out over a run (intervals too narrow) and, in open loop, open idle gaps
+  between back-to-back calls that the measurement never had.  In open loop an inference starts at
   ``max(arrival, previous end)``; the GPUs are idle otherwise.  Measured runtimes, timing and power are never
   inputs.  With ``idle/prefill/decode`` parameters the first ``prefill / (prefill + decode)`` of a runtime is
   prefill, the rest decode; with ``idle/active`` the whole inference is one active segment.
 * **segment levels** — per inference (and per idle stretch): mixture component ``k ~ Cat(level_weight)``,
-  level ``level_loc[k] + level_slope·(x − covariate_ref) + level_scale[k]·z`` (``x`` = log2 batch, prompt and
-  output tokens; idle stretches at the reference), clipped at 0.  The fitted level is the mean over the
+  level ``level_max_w · sigmoid(level_logit_loc[k] + level_logit_slope·(x − covariate_ref) +
+  level_logit_scale[k]·z)`` when the parameters carry the logit link (a fitted PowerModel's do), else the
+  tangent ``level_loc[k] + level_slope·(x − covariate_ref) + level_scale[k]·z`` clipped at 0 (``x`` = log2
+  batch, prompt and output tokens; idle stretches at the reference).  The tangent is exact only near the
+  reference: over the measured prompt sweeps (9 to 2,117 tokens) it put short-prompt inferences up to twice
+  their level.  The fitted level is the mean over the
   configuration's GPUs, so the total is ``n_gpus × level``.  Level series are exact bin means: level changes
   are scatter-added at the segment boundaries onto the run's own (possibly irregular) sample grid and
   cumulated, as in :mod:`wattscape.generation.simulate`.
@@ -71,11 +81,16 @@ class ReplayParams(NamedTuple):
     itl_per_seq_s: jax.Array  # (draw,)
     itl_ctx_s: jax.Array  # (draw,) decode step time per sequence per context token (0 if absent)
     dwell_sigma: jax.Array  # (draw,) log-normal sd of an inference's runtime
+    lg_loc: jax.Array  # (draw, 3, K) logit-link level location (zeros without the logit variables)
+    lg_scale: jax.Array  # (draw, 3, K) logit-link level sd
+    lg_slope: jax.Array  # (draw, 3, n_cov) logit-link slope per unit log2
+    max_w: jax.Array  # (draw,) W: the level is max_w · sigmoid(...)
 
 
-def replay_arrays(params: xr.Dataset) -> tuple[ReplayParams, bool]:
-    """The parameter dataset as float32 JAX arrays, and whether it has separate prefill/decode states."""
-    from wattscape.models.params import validate_config_params
+def replay_arrays(params: xr.Dataset) -> tuple[ReplayParams, bool, bool]:
+    """The parameter dataset as float32 JAX arrays, whether it has separate prefill/decode states and
+    whether it carries the logit-link levels (used then instead of the tangent)."""
+    from wattscape.models.params import LOGIT_LEVEL_VARS, validate_config_params
 
     validate_config_params(params)
     idx = state_index_map(params)
@@ -88,6 +103,7 @@ def replay_arrays(params: xr.Dataset) -> tuple[ReplayParams, bool]:
     n_d = params.sizes[D.DRAW]
     ref = np.asarray(params.attrs.get("covariate_ref", [0.0] * _N_COV), dtype=np.float64)
     f32 = partial(jnp.asarray, dtype=jnp.float32)
+    logit = all(v in params for v in LOGIT_LEVEL_VARS)
     p = ReplayParams(
         loc=f32(per_state("level_loc")),
         scale=f32(per_state("level_scale")),
@@ -102,18 +118,28 @@ def replay_arrays(params: xr.Dataset) -> tuple[ReplayParams, bool]:
         itl_per_seq_s=f32(params["itl_per_seq_s"].values),
         itl_ctx_s=f32(params["itl_ctx_s"].values if "itl_ctx_s" in params else np.zeros(n_d)),
         dwell_sigma=f32(per_state("dwell_sigma")[:, DECODE_I]),
+        lg_loc=f32(per_state("level_logit_loc") if logit else np.zeros_like(per_state("level_loc"))),
+        lg_scale=f32(per_state("level_logit_scale") if logit else np.zeros_like(per_state("level_loc"))),
+        lg_slope=f32(per_state("level_logit_slope") if logit else np.zeros_like(per_state("level_slope"))),
+        max_w=f32(params["level_max_w"].values if logit else np.zeros(n_d)),
     )
-    return p, bool(idx[PREFILL_I] != idx[DECODE_I])
+    return p, bool(idx[PREFILL_I] != idx[DECODE_I]), logit
 
 
 # --- pure JAX numerics (one draw; vmapped below) ------------------------------------------------------
-def _levels(p: ReplayParams, key, state: int, cov):
-    """Segment levels (n,) W per GPU of segments in ``state``: mixture component, covariates, noise; ≥ 0."""
+def _levels(p: ReplayParams, key, state: int, cov, logit: bool = False):
+    """Segment levels (n,) W per GPU of segments in ``state``: mixture component, covariates, noise; ≥ 0.
+
+    ``logit``: on the logit link, ``max_w · sigmoid(lg_loc[k] + lg_slope·(x − x0) + lg_scale[k]·z)``;
+    else the tangent ``loc[k] + slope·(x − x0) + scale[k]·z``."""
     n = cov.shape[0]
     ku, kz = jax.random.split(key)
     u = jax.random.uniform(ku, (n,), jnp.float32)
     cumw = p.cumw[state]
     k = jnp.sum(u[:, None] > cumw[None, :-1], axis=1).astype(jnp.int32)
+    if logit:
+        eta = p.lg_loc[state][k] + (cov - p.cov_ref[None, :]) @ p.lg_slope[state]
+        return p.max_w * jax.nn.sigmoid(eta + p.lg_scale[state][k] * jax.random.normal(kz, (n,), jnp.float32))
     loc, sd = p.loc[state][k], p.scale[state][k]
     mu = loc + (cov - p.cov_ref[None, :]) @ p.slope[state]
     return jnp.maximum(mu + sd * jax.random.normal(kz, (n,), jnp.float32), 0.0)
@@ -134,14 +160,15 @@ def _bin_means(times, values, init, edges):
     return init + jnp.cumsum(a) - b
 
 
-def _timeline(p: ReplayParams, key, arrival, gap, pre_work, dec_work, closed: bool):
+def _timeline(p: ReplayParams, key, arrival, gap, pre_work, dec_work, cell, closed: bool):
     """Start, prefill end and end (s) of each inference served one at a time.
 
     Open loop: ``end_j = max(a_j, end_{j-1}) + run_j`` (max-plus recursion).  Closed loop (a client that
     issues the next call when the previous one returns, as the offline ``generate`` scripts do):
     ``start_j = end_{j-1} + gap_j`` with the client's think time ``gap_j`` (``gap_0`` = first arrival).
+    ``cell``: workload-cell index of each inference (< N); its calls share one runtime noise draw.
     """
-    z = jax.random.normal(key, arrival.shape, jnp.float32)
+    z = jax.random.normal(key, arrival.shape, jnp.float32)[cell]
     noise = jnp.exp(p.dwell_sigma * z)
     pre = (p.prefill_overhead_s + p.prefill_s_per_token * pre_work) * noise
     run = pre + dec_work * noise
@@ -169,7 +196,7 @@ def _ar1(phi, sd, z):
     return jnp.concatenate([r0[None], rest])
 
 
-@partial(jax.jit, static_argnames=("phases", "meter_k", "var_m", "closed"))
+@partial(jax.jit, static_argnames=("phases", "meter_k", "var_m", "closed", "logit"))
 def replay_draw(
     key,
     p: ReplayParams,
@@ -178,6 +205,7 @@ def replay_draw(
     prompt,
     output,
     batch,
+    cell,
     edges,
     n_gpus,
     ar_step_s,
@@ -186,6 +214,7 @@ def replay_draw(
     meter_k: int,
     var_m: float,
     closed: bool = False,
+    logit: bool = False,
 ):
     """One draw: total power on the grid and the inference timeline.
 
@@ -195,6 +224,7 @@ def replay_draw(
     p : ReplayParams of one draw (no draw dim)
     arrival, prompt, output, batch : (N,) float32 inferences sorted by arrival (s from the first sample)
     gap : (N,) float32 client think time before each inference (closed loop; ``gap[0]`` = first arrival)
+    cell : (N,) int32 workload cell of each inference (same prompt, output, batch: shared runtime noise)
     edges : (T + 1,) float32 bin edges (s): sample ``i`` is the mean over ``[edges[i], edges[i+1])``
     n_gpus : float32 GPUs of the configuration
     ar_step_s : float32 time step of ``ar_coef`` (s)
@@ -202,6 +232,7 @@ def replay_draw(
     meter_k : samples of the meter's moving average (≤ 1: none)
     var_m : median bin width / ``ar_step_s`` (variance factor of block means)
     closed : closed-loop timeline (next call when the previous returns) instead of open-loop arrivals
+    logit : segment levels on the logit link (``lg_*`` fields) instead of the tangent
 
     Returns
     -------
@@ -213,12 +244,12 @@ def replay_draw(
     dec_work = output * (p.itl_base_s + p.itl_per_seq_s * batch) + p.itl_ctx_s * batch * output * (
         prompt + 0.5 * output
     )  # the mean context over the decode steps
-    s, f, e = _timeline(p, k_t, arrival, gap, pre_work, dec_work, closed)
+    s, f, e = _timeline(p, k_t, arrival, gap, pre_work, dec_work, cell, closed)
     ref = jnp.broadcast_to(p.cov_ref, cov.shape)
-    lv_dec = _levels(p, k_a, DECODE_I, cov)
-    lv_pre = _levels(p, k_p, PREFILL_I, cov) if phases else lv_dec
-    lv_idle = _levels(p, k_i, IDLE_I, ref)  # the idle stretch after each inference
-    lv_0 = _levels(p, k_0, IDLE_I, ref[:1])[0]  # before the first
+    lv_dec = _levels(p, k_a, DECODE_I, cov, logit)
+    lv_pre = _levels(p, k_p, PREFILL_I, cov, logit) if phases else lv_dec
+    lv_idle = _levels(p, k_i, IDLE_I, ref, logit)  # the idle stretch after each inference
+    lv_0 = _levels(p, k_0, IDLE_I, ref[:1], logit)[0]  # before the first
     n = arrival.shape[0]
     times = jnp.stack([s, f, e], 1).reshape(3 * n)
     level = _bin_means(times, jnp.stack([lv_pre, lv_dec, lv_idle], 1).reshape(3 * n), lv_0, edges)
@@ -238,7 +269,7 @@ def replay_draw(
     return jnp.maximum(total, 0.0).astype(jnp.float32), s, f, e
 
 
-@partial(jax.jit, static_argnames=("phases", "meter_k", "var_m", "closed"))
+@partial(jax.jit, static_argnames=("phases", "meter_k", "var_m", "closed", "logit"))
 def replay_draws(
     keys,
     p: ReplayParams,
@@ -247,6 +278,7 @@ def replay_draws(
     prompt,
     output,
     batch,
+    cell,
     edges,
     n_gpus,
     ar_step_s,
@@ -255,11 +287,12 @@ def replay_draws(
     meter_k,
     var_m,
     closed=False,
+    logit=False,
 ):
     """:func:`replay_draw` vmapped over draws (leading dim of ``keys`` and of every array of ``p``)."""
-    f = partial(replay_draw, phases=phases, meter_k=meter_k, var_m=var_m, closed=closed)
-    return jax.vmap(f, in_axes=(0, 0, None, None, None, None, None, None, None, None))(
-        keys, p, arrival, gap, prompt, output, batch, edges, n_gpus, ar_step_s
+    f = partial(replay_draw, phases=phases, meter_k=meter_k, var_m=var_m, closed=closed, logit=logit)
+    return jax.vmap(f, in_axes=(0, 0, None, None, None, None, None, None, None, None, None))(
+        keys, p, arrival, gap, prompt, output, batch, cell, edges, n_gpus, ar_step_s
     )
 
 
@@ -289,8 +322,14 @@ def run_config(run: xr.Dataset) -> dict[str, Any]:
     }
 
 
-def _inputs(run: xr.Dataset, requests: pd.DataFrame):
+#: Ways of driving the replay (see the module docstring): open loop (PROTOCOL.md) or closed loop.
+DRIVES = ("open", "closed")
+
+
+def _inputs(run: xr.Dataset, requests: pd.DataFrame, drive: str = "open"):
     """Float32 inference arrays (sorted by start, s from the first sample) and the bin edges of the grid."""
+    if drive not in DRIVES:
+        raise ValueError(f"drive must be one of {DRIVES}, got {drive!r}")
     time = np.asarray(run[D.TIME].values).astype("datetime64[ns]")
     if time.size < 2:
         raise ValueError(f"run {run.attrs.get('run_id')!r} has fewer than 2 samples: nothing to replay")
@@ -315,19 +354,21 @@ def _inputs(run: xr.Dataset, requests: pd.DataFrame):
     # closed loop when the log says when each call returned: the client's think time between calls is
     # workload (kept); when the next call starts is then decided by the predicted runtimes, not the log's
     end = pd.to_datetime(req["end"]).to_numpy(dtype="datetime64[ns]") if "end" in req else None
-    closed = end is not None and not np.isnat(end).any()
+    closed = drive == "closed" and end is not None and not np.isnat(end).any()
     gap = np.zeros(len(req))
     gap[0] = arrival[0]
     if closed:
         ends = (end - time[0]) / np.timedelta64(1, "s")
         gap[1:] = np.maximum(arrival[1:] - ends[:-1], 0.0)
     f32 = partial(jnp.asarray, dtype=jnp.float32)
-    return (f32(cols[0]), f32(gap), *(f32(c) for c in cols[1:]), f32(edges)), time, dt, closed
+    _, cell = np.unique(np.stack(cols[1:], axis=1), axis=0, return_inverse=True)
+    cell = jnp.asarray(cell.reshape(-1), dtype=jnp.int32)
+    return (f32(cols[0]), f32(gap), *(f32(c) for c in cols[1:]), cell, f32(edges)), time, dt, closed
 
 
-def _run(params: xr.Dataset, run: xr.Dataset, requests: pd.DataFrame, seed: int):
-    p, phases = replay_arrays(params)
-    (arr, gap, pr, ou, bs, edges), time, dt, closed = _inputs(run, requests)
+def _run(params: xr.Dataset, run: xr.Dataset, requests: pd.DataFrame, seed: int, drive: str = "open"):
+    p, phases, logit = replay_arrays(params)
+    (arr, gap, pr, ou, bs, cell, edges), time, dt, closed = _inputs(run, requests, drive)
     n_draw = params.sizes[D.DRAW]
     meter_k = round(float(params.attrs.get("meter_window_s", 0.0)) / dt)
     var_m = float(dt / float(params.attrs["ar_step_s"]))
@@ -342,6 +383,7 @@ def _run(params: xr.Dataset, run: xr.Dataset, requests: pd.DataFrame, seed: int)
         pr,
         ou,
         bs,
+        cell,
         edges,
         n_gpus,
         ar_step,
@@ -349,12 +391,13 @@ def _run(params: xr.Dataset, run: xr.Dataset, requests: pd.DataFrame, seed: int)
         meter_k=meter_k,
         var_m=var_m,
         closed=closed,
+        logit=logit,
     )
     return [np.asarray(o) for o in out], time
 
 
 def replay_params(
-    params: xr.Dataset, run: xr.Dataset, requests: pd.DataFrame, *, seed: int = 0
+    params: xr.Dataset, run: xr.Dataset, requests: pd.DataFrame, *, seed: int = 0, drive: str = "open"
 ) -> xr.DataArray:
     """Total power of ``run``'s logged workload under a configuration's parameter draws.
 
@@ -370,13 +413,15 @@ def replay_params(
         and ``batch_size`` (1 when absent).
     seed : int
         Seed of the ``jax.random`` key (same seed, same output).
+    drive : {"open", "closed"}
+        Open loop at the logged start times (PROTOCOL.md) or closed loop on the logged think times.
 
     Returns
     -------
     xr.DataArray
         ``power`` (draw, time), W, total over the configuration's GPUs, on ``run.time``.
     """
-    (power, *_), time = _run(params, run, requests, seed)
+    (power, *_), time = _run(params, run, requests, seed, drive)
     da = xr.DataArray(
         power.astype(np.float64),
         dims=[D.DRAW, D.TIME],
@@ -390,22 +435,23 @@ def replay_params(
             **{k: params.attrs.get(k) for k in ("llm", "n_gpus", "gpu_model")}
         ),
         "generator": "wattscape.generation.replay",
+        "drive": drive,
         "seed": int(seed),
     }
     return da
 
 
 def replay_timeline(
-    params: xr.Dataset, run: xr.Dataset, requests: pd.DataFrame, *, seed: int = 0
+    params: xr.Dataset, run: xr.Dataset, requests: pd.DataFrame, *, seed: int = 0, drive: str = "open"
 ) -> xr.Dataset:
-    """The replayed inference timeline behind :func:`replay_params` (same seed, same draws).
+    """The replayed inference timeline behind :func:`replay_params` (same seed and drive, same draws).
 
     Returns
     -------
     xr.Dataset
         ``start``, ``prefill_end``, ``end`` (draw, request) as UTC datetime64, requests in start order.
     """
-    (_, s, f, e), time = _run(params, run, requests, seed)
+    (_, s, f, e), time = _run(params, run, requests, seed, drive)
     t0 = time[0]
 
     def utc(x):
@@ -432,9 +478,15 @@ def config_params_for(model: Any, run: xr.Dataset, n_draws: int, seed: int) -> x
 
 
 def replay_run(
-    model: Any, run: xr.Dataset, requests: pd.DataFrame, *, n_draws: int = 100, seed: int = 0
+    model: Any,
+    run: xr.Dataset,
+    requests: pd.DataFrame,
+    *,
+    n_draws: int = 100,
+    seed: int = 0,
+    drive: str = "open",
 ) -> xr.DataArray:
-    """Replay a measured run's own workload through a fitted model (open loop).
+    """Replay a measured run's own workload through a fitted model.
 
     Parameters
     ----------
@@ -446,6 +498,9 @@ def replay_run(
         Posterior-predictive draws.
     seed : int
         Seed of the parameter draws and of the replay.
+    drive : {"open", "closed"}
+        Open loop at the logged start times (PROTOCOL.md, default) or closed loop on the logged think
+        times (the runtimes of the replay set when each call starts).
 
     Returns
     -------
@@ -454,7 +509,7 @@ def replay_run(
         ``config`` (the ServingConfig fields, JSON), ``n_gpus``.
     """
     params = config_params_for(model, run, n_draws, seed)
-    da = replay_params(params, run, requests, seed=seed)
+    da = replay_params(params, run, requests, seed=seed, drive=drive)
     try:
         da.attrs["config"] = json.dumps(run_config(run))
     except KeyError:

@@ -253,10 +253,16 @@ def _run_key(run: xr.Dataset) -> dict:
     }
 
 
+class NoTrainingRunError(ValueError):
+    """A baseline that needs training runs (``mean``, ``replay``) has none besides the scored run."""
+
+
 def _usable(training: TrainingSet, run_id: str) -> list[TrainingRun]:
     runs = [r for r in training.runs if r.run_id != run_id]
     if not runs:
-        raise ValueError(f"no training run other than {run_id!r}: the mean and replay baselines need one")
+        raise NoTrainingRunError(
+            f"no training run other than {run_id!r}: the mean and replay baselines need one"
+        )
     return runs
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -158,11 +159,12 @@ def load_model(path: str | os.PathLike) -> Any:
     return idata
 
 
-def default_generator(model: Any) -> Generator:
+def default_generator(model: Any, drive: str = "open") -> Generator:
     """The generator hook for a fitted model: posterior → configuration parameters → workload replay.
 
     Uses ``model.config_params(config, n_draws, seed)`` and the replay function of
-    ``wattscape.generation`` (:func:`wattscape.generation.replay.replay_run`).
+    ``wattscape.generation`` (:func:`wattscape.generation.replay.replay_run`); ``drive``: ``"open"``
+    (the logged start times, PROTOCOL.md) or ``"closed"`` (logged think times, predicted runtimes).
     """
     if not hasattr(model, "config_params"):
         raise ValueError(
@@ -178,7 +180,7 @@ def default_generator(model: Any) -> Generator:
         ) from err
 
     def generate(run: xr.Dataset, requests: pd.DataFrame, n_draws: int, seed: int) -> xr.DataArray:
-        return replay_run(model, run, requests, n_draws=n_draws, seed=seed)
+        return replay_run(model, run, requests, n_draws=n_draws, seed=seed, drive=drive)
 
     return generate
 
@@ -266,7 +268,7 @@ def evaluate_runs(
     if window not in ("workload", "run"):
         raise ValueError(f"window must be 'workload' or 'run', got {window!r}")
     train = _training_for(training, catalog, window) if needs_training else None
-    rows, skipped = [], []
+    rows, skipped, unscored = [], [], []
     for i, rid in enumerate(tqdm(ids, desc="evaluate", unit="run", disable=not progress)):
         run = catalog.run(rid)
         req = catalog.requests(rid)
@@ -280,7 +282,12 @@ def evaluate_runs(
             if method == MODEL:
                 y = generator(run, req, n_draws, seed + i)
             else:
-                y = B.baseline(method, run, req, train.without(rid) if train is not None else None)
+                try:
+                    y = B.baseline(method, run, req, train.without(rid) if train is not None else None)
+                except B.NoTrainingRunError as err:  # e.g. a one-run catalog: say so, score the rest
+                    unscored.append(f"{rid}: {method} not scored: {err} (pass a training catalog)")
+                    print(unscored[-1], file=sys.stderr)
+                    continue
             synthetic[method] = _check_synthetic(y, rid, method)
         rows += score_methods(run, synthetic, periods_s=periods_s)
     table = pd.DataFrame(rows)
@@ -290,6 +297,7 @@ def evaluate_runs(
                 table[col] = np.nan
         table = table[[*CSV_COLUMNS, *(c for c in table.columns if c not in CSV_COLUMNS)]]
     table.attrs["skipped"] = skipped
+    table.attrs["unscored"] = unscored
     return table
 
 
@@ -307,6 +315,8 @@ def summary_markdown(
     if len(table) == 0:
         skipped = table.attrs.get("skipped", [])
         return "\n".join([*lines, f"No run scored (runs without a request table: {skipped}).", ""])
+    for note in table.attrs.get("unscored", []):
+        lines += [f"Note: {note}.", ""]
     for period, grp in table.groupby("period_s", sort=True):
         summ = M.summarize(grp, SUMMARY_METRICS, by="method", point="run_id", n_boot=n_boot, seed=seed)
         lines += [f"## period {period:g} s", "", M.markdown_table(summ)]
@@ -352,6 +362,7 @@ def evaluate(
     window: str = "workload",
     progress: bool = True,
     header: str = "",
+    drive: str = "open",
 ) -> pd.DataFrame:
     """Replay each run's workload through the model's generator, score it and the baselines.
 
@@ -387,6 +398,8 @@ def evaluate(
         Show a progress bar.
     header : str
         Text put above the summary in ``accuracy.md`` (e.g. the command line).
+    drive : {"open", "closed"}
+        How :func:`default_generator` replays the workload (ignored with ``generator=``).
 
     Returns
     -------
@@ -401,7 +414,7 @@ def evaluate(
     if MODEL in methods and generator is None:
         if posterior_or_model is None:
             raise ValueError("method 'model' needs a fitted model or a generator")
-        generator = default_generator(posterior_or_model)
+        generator = default_generator(posterior_or_model, drive=drive)
     table = evaluate_runs(
         catalog,
         generator=generator,

@@ -28,6 +28,7 @@ b_layer                          busy-state effect per log2 GPU of a layer (pipe
 b_layer_slope (covariate)        change of the busy workload slopes under a layer split
 b_task (task)                    offset of a benchmark task (configuration summaries only), pooled
 b_slope_gpu (gpu_model)          card-specific change of the log2-batch slope (active state)
+b_prompt_slope_gpu (gpu_model)   card-specific change of the log2-prompt slope (busy states)
 level_slope (state, covariate)   workload slope of a segment's level, per log2 unit of each covariate
 log_level_scale (state)          log between-segment sd of levels (logit scale), pooled per state
 level_group_dev (level_group)    centred log deviation of a (run, state) with enough segments
@@ -35,7 +36,10 @@ ar_coef (state)                  pooled AR(1) coefficient of the within-segment 
 log_resid_scale (state)          log stationary residual sd (fraction of TDP), pooled per state
 resid_group_dev (resid_group)    centred log deviation of a (run, state) with enough lag pairs
 sigma_summary (source)           scatter of configuration-summary power around the model (logit scale)
-itl_* / prefill_* / dwell_*      latency and dwell-time priors (log seconds); log_itl_ctx_ratio: log of
+itl_* / prefill_* / dwell_*      latency and dwell-time priors (log seconds, or log efficiency factors on
+                                 the rooflines of ``hardware.latency_rooflines``; crossed ``itl_llm``,
+                                 ``itl_gpu``, ``itl_par``, ``prefill_gpu``, ``prefill_llm``, ``ctx_gpu``,
+                                 ``ctx_llm`` effects); log_itl_ctx_ratio: log of
                                  the per-step cost of one context token of one sequence relative to
                                  itl_base (attention over the KV cache: decode steps slow down as the
                                  context grows, so runtime is superlinear in the output length)
@@ -130,6 +134,11 @@ def default_model_config() -> dict[str, Any]:
             dims=(TASK,),
         ),
         "b_slope_gpu": Prior("Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=20.0), dims=(D.GPU_MODEL,)),
+        # card-specific change of the busy prompt-token slope (measured per run: 0.34-0.36 logit per doubling
+        # on V100, 0.39-0.47 on A100)
+        "b_prompt_slope_gpu": Prior(
+            "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=20.0), dims=(D.GPU_MODEL,), centered=False
+        ),
         "level_slope": Prior("Normal", mu=0.0, sigma=0.3, dims=(D.STATE, D.COVARIATE)),
         "component_gap": Prior("HalfNormal", sigma=0.5, dims=(D.STATE,)),
         "log_level_scale": Prior("Normal", mu=-1.0, sigma=1.0, dims=state),
@@ -148,14 +157,45 @@ def default_model_config() -> dict[str, Any]:
         "min_group_segments": 5,  # a (run, state) gets its own level sd from this many segments
         "min_group_lags": 50,  # ... and its own residual sd from this many lag pairs
         # --- latency and dwell times (log seconds) -----------------------------------------------
-        "log_itl_base": Prior("Normal", mu=-3.5, sigma=1.0),
-        "beta_itl": Prior("Normal", mu=0.0, sigma=0.5, dims=(CONFIG_COVARIATE,)),
-        "itl_cfg": Prior("Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=4.0), dims=(D.CONFIG,)),
+        # a configuration's decode step at batch 1 is its weight-read roofline (weights / memory bandwidth,
+        # hardware.latency_rooflines) times an efficiency factor: log_itl_base + beta_itl·x + crossed LLM,
+        # card and layout effects + a configuration residual.  A held-out configuration keeps the effects of
+        # its LLM and card seen elsewhere (measured: a pooled per-configuration effect alone put held-out
+        # runtimes 20-65 % off).  Non-centred: many levels are seen through summaries only.
+        "log_itl_base": Prior("Normal", mu=1.0, sigma=1.0),
+        "beta_itl": Prior("Normal", mu=0.0, sigma=0.3, dims=(CONFIG_COVARIATE,)),
+        "itl_llm": Prior(
+            "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=4.0), dims=(D.LLM,), centered=False
+        ),
+        "itl_gpu": Prior(
+            "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=4.0), dims=(D.GPU_MODEL,), centered=False
+        ),
+        "itl_par": Prior(
+            "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=4.0), dims=(D.PARALLEL,), centered=False
+        ),
+        "itl_cfg": Prior(
+            "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=8.0), dims=(D.CONFIG,), centered=False
+        ),
+        # prefill: the compute roofline (2 · active parameters FLOP per token / dense FLOP/s) times an
+        # efficiency factor with card and LLM effects; context cost: crossed card and LLM effects on its
+        # ratio to the decode step (HF generate's eager attention: 19x slower prompts on V100 than A100)
+        "prefill_gpu": Prior(
+            "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=4.0), dims=(D.GPU_MODEL,), centered=False
+        ),
+        "prefill_llm": Prior(
+            "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=4.0), dims=(D.LLM,), centered=False
+        ),
+        "ctx_gpu": Prior(
+            "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=4.0), dims=(D.GPU_MODEL,), centered=False
+        ),
+        "ctx_llm": Prior(
+            "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=4.0), dims=(D.LLM,), centered=False
+        ),
         "log_itl_per_seq_ratio": Prior("Normal", mu=-4.0, sigma=1.5),
         # HF generate without a paged/flash kernel: measured on the 824 segments, a pooled ratio of about
         # e^-9 (per context token per sequence, relative to itl_base) cuts the log-runtime rmse 0.44 -> 0.19
         "log_itl_ctx_ratio": Prior("Normal", mu=-8.0, sigma=2.0),
-        "log_prefill_s_per_token": Prior("Normal", mu=-9.0, sigma=2.0),
+        "log_prefill_s_per_token": Prior("Normal", mu=1.0, sigma=1.5),  # log efficiency vs the roofline
         "log_prefill_overhead_s": Prior("Normal", mu=-3.0, sigma=1.5),
         "sigma_itl_summary": Prior("HalfNormal", sigma=0.3),
         "log_idle_dwell": Prior("Normal", mu=0.0, sigma=2.0),

@@ -30,6 +30,7 @@ import functools
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 SPECS_CSV = Path(__file__).with_name("gpu_specs.csv")
@@ -221,3 +222,56 @@ def normalise_gpu_name(text: str, *, memory_gb: float | None = None, form_factor
             f"memories {sorted(mems)}"
         )
     return cards[key]
+
+
+def bytes_per_param(precision: str | None) -> float:
+    """Bytes of one weight at a precision name (``float16``/``bfloat16`` 2, ``fp8``/``int8`` 1, ``float32``
+    4, ``int4`` 0.5; anything else 2)."""
+    text = str(precision or "").lower()
+    if "fp8" in text or "int8" in text:
+        return 1.0
+    if "int4" in text or "awq" in text or "gptq" in text:
+        return 0.5
+    if "32" in text:
+        return 4.0
+    return 2.0
+
+
+def latency_rooflines(
+    params_b: float,
+    active_params_b: float,
+    spec: dict,
+    precision: str | None,
+    n_gpus: int,
+    tensor_parallel: int,
+) -> tuple[float, float]:
+    """Log rooflines of a configuration's decode step and per-token prefill time, log s.
+
+    * decode step (batch 1) ``= weight bytes / (memory bandwidth · TP)``: every step reads all weights
+      (all experts of a MoE: at the batches served, nearly every expert is hit);
+    * prefill per prompt token ``= 2 · active parameters FLOP / (dense FLOP/s · TP)``.
+
+    Only tensor parallelism divides the work: the GPUs of a layer (pipeline) split take turns on one
+    request.  The model learns the efficiency factor of each against these rooflines.
+
+    Parameters
+    ----------
+    params_b, active_params_b : float
+        Parameters and active parameters per token, billions (``active`` NaN or ≤ 0: dense).
+    spec : dict
+        Card specification (:func:`gpu_spec`: ``mem_bw_gbs``, ``bf16_dense_tflops``).
+    precision : str
+        Weight precision name.
+    n_gpus, tensor_parallel : int
+        GPUs of the configuration and its tensor-parallel degree.
+
+    Returns
+    -------
+    (log_decode_step_s, log_prefill_s_per_token)
+    """
+    active = active_params_b if np.isfinite(active_params_b) and active_params_b > 0 else params_b
+    tp = max(int(tensor_parallel or 1), 1)
+    weight_bytes = float(params_b) * 1e9 * bytes_per_param(precision)
+    decode = weight_bytes / (float(spec["mem_bw_gbs"]) * 1e9 * tp)
+    prefill = 2.0 * float(active) * 1e9 / (float(spec["bf16_dense_tflops"]) * 1e12 * tp)
+    return float(np.log(decode)), float(np.log(prefill))

@@ -31,14 +31,19 @@ Evidence enters at three levels, each reduced to sufficient statistics (``wattsc
   saturated at a batch): ``logit(avg_power / (n · TDP · max_frac)) ~ Normal(eta[c, active] +
   (level_slope[active, batch] + b_slope_gpu[g]) · (log2 batch - ref) + b_task[t], sigma_summary[src])``;
   their median inter-token latency informs the per-token latency;
-* **dwell times**: ``log(runtime_j) ~ Normal(log(prefill_overhead + prefill_s_per_token · prompt ·
+* **dwell times**: ``log(runtime_j) ~ Normal(log(prefill_overhead + prefill_s_per_token[c] · prompt ·
   batch + output · (itl_base[c] + itl_per_seq[c] · batch) + itl_ctx[c] · batch · output · (prompt +
-  output / 2)), dwell_sigma[active])``, with ``log itl_base[c] = log_itl_base + x_c · beta_itl +
-  itl_cfg[c]`` pooled across configurations and ``itl_per_seq = itl_base · e^log_itl_per_seq_ratio``,
-  ``itl_ctx = itl_base · e^log_itl_ctx_ratio`` (each decode step reads the KV cache of the whole context,
-  so runtime grows superlinearly with the output length; ``output`` is the log's output-token limit); idle
-  stretches are log-normal.  Transitions of the embedded chain (no self-loops) are conjugate
-  Dirichlet–multinomial, computed exactly from the counts.
+  output / 2)), dwell_sigma[active])``.  Each rate is a roofline of the configuration
+  (:func:`wattscape.models.hardware.latency_rooflines`: weight bytes / memory bandwidth for a decode step,
+  2 · active parameters / FLOP/s for a prompt token) times a pooled efficiency with crossed effects, so a
+  configuration nobody measured keeps what its LLM and its card showed elsewhere:
+  ``log itl_base[c] = roof_decode[c] + log_itl_base + x_c · beta_itl + itl_llm[l] + itl_gpu[g] +
+  itl_par[p] + itl_cfg[c]``, ``log prefill_s_per_token[c] = roof_prefill[c] + log_prefill_s_per_token +
+  prefill_gpu[g] + prefill_llm[l]``, ``itl_per_seq = itl_base · e^log_itl_per_seq_ratio``, ``itl_ctx =
+  itl_base · e^(log_itl_ctx_ratio + ctx_gpu[g] + ctx_llm[l])`` (each decode step reads the KV cache of the
+  whole context, so runtime grows superlinearly with the output length; ``output`` is the log's
+  output-token limit); idle stretches are log-normal.  Transitions of the embedded chain (no self-loops)
+  are conjugate Dirichlet–multinomial, computed exactly from the counts.
 
 The meter kernel: ``config_params`` carries ``meter_window_s`` of the card's generation (the averaging
 window of nvidia-smi ``power.draw``; values and sources in ``models/config.py``); the generator applies
@@ -92,6 +97,26 @@ def _logit(p):
 
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def _config_rooflines(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(config,) log decode-step and log prefill-per-token rooflines of the fit data's configurations."""
+    from wattscape.models.hardware import gpu_spec, latency_rooflines
+
+    gpus = [str(g) for g in ds[D.GPU_MODEL].values]
+    out = [
+        latency_rooflines(
+            float(ds["config_params_b"].values[c]),
+            float(ds["config_active_params_b"].values[c]),
+            gpu_spec(gpus[int(ds["config_gpu_model"].values[c])]),
+            str(ds["config_precision"].values[c]),
+            int(ds["config_n_gpus"].values[c]),
+            int(ds["config_tensor_parallel"].values[c]),
+        )
+        for c in range(ds.sizes[D.CONFIG])
+    ]
+    arr = np.array(out, dtype=float).reshape(-1, 2)
+    return arr[:, 0], arr[:, 1]
 
 
 def _layer_covariate(parallel_labels: Sequence[str], n_gpus: Sequence[int]) -> np.ndarray:
@@ -320,6 +345,7 @@ class PowerModel:
             )
             level_slope = cfg["level_slope"].create_variable("level_slope") * slope_mask
             b_slope_gpu = cfg["b_slope_gpu"].create_variable("b_slope_gpu")
+            b_prompt_gpu = cfg["b_prompt_slope_gpu"].create_variable("b_prompt_slope_gpu")
             b_layer_slope = cfg["b_layer_slope"].create_variable("b_layer_slope")
 
             # segments ------------------------------------------------------------------------
@@ -334,6 +360,7 @@ class PowerModel:
                     eta[s_cfg, s_state]
                     + (slope_j * dx).sum(axis=1)
                     + (b_slope_gpu[c_gpu[s_cfg]] * batch_mask[s_state] * dx[:, 0])
+                    + (b_prompt_gpu[c_gpu[s_cfg]] * busy[s_state] * dx[:, 1])
                     + (layer_on[s_cfg] * batch_mask[s_state]) * pt.dot(dx, b_layer_slope)
                 )
                 log_level_scale = cfg["log_level_scale"].create_variable("log_level_scale")
@@ -386,12 +413,35 @@ class PowerModel:
             log_itl_base = cfg["log_itl_base"].create_variable("log_itl_base")
             beta_itl = cfg["beta_itl"].create_variable("beta_itl")
             itl_cfg = cfg["itl_cfg"].create_variable("itl_cfg")
+            itl_llm = cfg["itl_llm"].create_variable("itl_llm")
+            itl_gpu = cfg["itl_gpu"].create_variable("itl_gpu")
+            itl_par = cfg["itl_par"].create_variable("itl_par")
+            roof_dec, roof_pf = _config_rooflines(ds)
             log_ratio = cfg["log_itl_per_seq_ratio"].create_variable("log_itl_per_seq_ratio")
-            itl_base = pt.exp(log_itl_base + pt.dot(x_cfg, beta_itl) + itl_cfg)  # (config,)
+            log_itl_cfg = pm.Deterministic(
+                "log_itl_cfg",
+                roof_dec
+                + log_itl_base
+                + pt.dot(x_cfg, beta_itl)
+                + itl_llm[c_llm]
+                + itl_gpu[c_gpu]
+                + itl_par[c_par]
+                + itl_cfg,
+                dims=D.CONFIG,
+            )
+            itl_base = pt.exp(log_itl_cfg)  # (config,) decode step at batch 1, s
             itl_per_seq = itl_base * pt.exp(log_ratio)
             log_ctx = cfg["log_itl_ctx_ratio"].create_variable("log_itl_ctx_ratio")
-            itl_ctx = itl_base * pt.exp(log_ctx)  # s per step, per sequence, per context token
-            log_pf_tok = cfg["log_prefill_s_per_token"].create_variable("log_prefill_s_per_token")
+            ctx_gpu = cfg["ctx_gpu"].create_variable("ctx_gpu")
+            ctx_llm = cfg["ctx_llm"].create_variable("ctx_llm")
+            # s per step, per sequence, per context token
+            itl_ctx = itl_base * pt.exp(log_ctx + ctx_gpu[c_gpu] + ctx_llm[c_llm])
+            log_pf_eff = cfg["log_prefill_s_per_token"].create_variable("log_prefill_s_per_token")
+            pf_gpu = cfg["prefill_gpu"].create_variable("prefill_gpu")
+            pf_llm = cfg["prefill_llm"].create_variable("prefill_llm")
+            log_pf_tok = pm.Deterministic(
+                "log_prefill_cfg", roof_pf + log_pf_eff + pf_gpu[c_gpu] + pf_llm[c_llm], dims=D.CONFIG
+            )
             log_pf_over = cfg["log_prefill_overhead_s"].create_variable("log_prefill_overhead_s")
             dwell_sigma = cfg["dwell_sigma"].create_variable("dwell_sigma")
             log_idle_dwell = cfg["log_idle_dwell"].create_variable("log_idle_dwell")
@@ -404,7 +454,7 @@ class PowerModel:
                     cj = s_cfg[act]
                     expect = (
                         pt.exp(log_pf_over)
-                        + pt.exp(log_pf_tok) * pr * b
+                        + pt.exp(log_pf_tok[cj]) * pr * b
                         + out * (itl_base[cj] + itl_per_seq[cj] * b)
                         + itl_ctx[cj] * b * out * (pr + out / 2)  # mean context over the decode steps
                     )
@@ -679,7 +729,7 @@ class PowerModel:
     def _config_quantities(self, config: ServingConfig, n_draws: int | None, seed: int) -> dict[str, Any]:
         """Per-draw arrays of one configuration (known levels reuse their effects, new ones draw)."""
         from wattscape.inference.stats import DEFAULT_PRECISION, config_covariates, config_id, parallel_label
-        from wattscape.models.hardware import gpu_spec
+        from wattscape.models.hardware import gpu_spec, latency_rooflines
 
         cfg = config.resolved()
         spec = gpu_spec(cfg.gpu_model)
@@ -723,12 +773,45 @@ class PowerModel:
         idle = np.array([s == D.IDLE for s in self.states])
         slope[:, idle, :] = 0.0
         slope[:, ~idle, 0] += slope_gpu.reshape(n, 1)
+        slope[:, ~idle, 1] += self._effect(post, "b_prompt_slope_gpu", D.GPU_MODEL, gname, rng).reshape(n, 1)
         if "b_layer_slope" in post and _layer_covariate([par], [cfg.n_gpus])[0] > 0:
             slope[:, ~idle, :] += post["b_layer_slope"].transpose(D.DRAW, D.COVARIATE).values[:, None, :]
-        itl_base = np.exp(
-            post["log_itl_base"].values
-            + post["beta_itl"].transpose(D.DRAW, ...).values @ x
-            + cfg_effect("itl_cfg").reshape(n)
+
+        def eff(name, dim, level):
+            return self._effect(post, name, dim, level, rng).reshape(n)
+
+        roof_dec, roof_pf = latency_rooflines(
+            cfg.params_b,
+            cfg.active_params_b,
+            spec,
+            cfg.precision or DEFAULT_PRECISION,
+            cfg.n_gpus,
+            cfg.tensor_parallel or 1,
+        )
+        if seen:
+            log_itl = post["log_itl_cfg"].sel({D.CONFIG: cid}).values.reshape(n)
+            log_pf = post["log_prefill_cfg"].sel({D.CONFIG: cid}).values.reshape(n)
+        else:
+            log_itl = (
+                roof_dec
+                + post["log_itl_base"].values
+                + post["beta_itl"].transpose(D.DRAW, ...).values @ x
+                + eff("itl_llm", D.LLM, cfg.llm)
+                + eff("itl_gpu", D.GPU_MODEL, gname)
+                + eff("itl_par", D.PARALLEL, par)
+                + cfg_effect("itl_cfg").reshape(n)
+            )
+            log_pf = (
+                roof_pf
+                + post["log_prefill_s_per_token"].values
+                + eff("prefill_gpu", D.GPU_MODEL, gname)
+                + eff("prefill_llm", D.LLM, cfg.llm)
+            )
+        itl_base = np.exp(log_itl)
+        log_ctx_ratio = (
+            post["log_itl_ctx_ratio"].values
+            + eff("ctx_gpu", D.GPU_MODEL, gname)
+            + eff("ctx_llm", D.LLM, cfg.llm)
         )
         return {
             "cfg": cfg,
@@ -752,8 +835,8 @@ class PowerModel:
             ),
             "itl_base": itl_base,
             "itl_per_seq": itl_base * np.exp(post["log_itl_per_seq_ratio"].values),
-            "itl_ctx": itl_base
-            * (np.exp(post["log_itl_ctx_ratio"].values) if "log_itl_ctx_ratio" in post else np.zeros(n)),
+            "itl_ctx": itl_base * np.exp(log_ctx_ratio),
+            "prefill_s_per_token": np.exp(log_pf),
         }
 
     def linearisation_workload(self) -> np.ndarray:
@@ -790,7 +873,9 @@ class PowerModel:
         :meth:`linearisation_workload`, returned in the attrs as ``covariate_ref``): with
         ``z = eta + slope · (x0 - model ref)``, ``level_loc = max_frac · TDP · sigmoid(z + offset_k)``,
         ``level_scale`` and ``level_slope`` are the logit-scale values times ``max_frac · TDP ·
-        sigmoid'(z)``.  Unseen LLMs, cards or layouts draw their effect from the population.
+        sigmoid'(z)``.  The exact link comes beside this tangent: ``level_logit_loc = z + offset_k``,
+        ``level_logit_scale``, ``level_logit_slope`` (logit scale) and ``level_max_w = max_frac · TDP``
+        (see ``models.params``).  Unseen LLMs, cards or layouts draw their effect from the population.
         Transitions: posterior Dirichlet(alpha + pooled counts) rows, no self-loops.  ``itl_ctx_s``: the
         decode-step time per sequence per context token (the runtime term ``itl_ctx_s · batch · output ·
         (prompt + output / 2)``).
@@ -852,11 +937,7 @@ class PowerModel:
                 "level_slope": ((D.DRAW, D.STATE, D.COVARIATE), slope, w),
                 "ar_coef": ((D.DRAW, D.STATE), post["ar_coef"].transpose(D.DRAW, D.STATE).values, s1),
                 "resid_scale": ((D.DRAW, D.STATE), q["resid_sd"] * tdp, w),
-                "prefill_s_per_token": (
-                    (D.DRAW,),
-                    np.exp(post["log_prefill_s_per_token"].values),
-                    {D.UNITS: D.SECOND},
-                ),
+                "prefill_s_per_token": ((D.DRAW,), q["prefill_s_per_token"], {D.UNITS: D.SECOND}),
                 "prefill_overhead_s": (
                     (D.DRAW,),
                     np.exp(post["log_prefill_overhead_s"].values),
@@ -869,6 +950,14 @@ class PowerModel:
                     q["itl_ctx"],
                     {D.UNITS: D.SECOND, "long_name": "decode step time per sequence per context token"},
                 ),
+                "level_logit_loc": ((D.DRAW, D.STATE, D.COMPONENT), z, s1),
+                "level_logit_scale": (
+                    (D.DRAW, D.STATE, D.COMPONENT),
+                    np.broadcast_to(q["level_sd"][:, :, None], z.shape).copy(),
+                    s1,
+                ),
+                "level_logit_slope": ((D.DRAW, D.STATE, D.COVARIATE), q["slope"], s1),
+                "level_max_w": ((D.DRAW,), np.full(n, max_frac * tdp), w),
                 "dwell_sigma": ((D.DRAW, D.STATE), post["dwell_sigma"].transpose(D.DRAW, D.STATE).values, s1),
                 "transition": ((D.DRAW, D.STATE, D.STATE_TO), trans, s1),
                 "idle_dwell_median_s": (

@@ -25,6 +25,12 @@ transition     (draw, state, state_to; 1)    embedded-chain transition probabili
 itl_ctx_s      (draw; s)                     OPTIONAL (0 when absent): added decode-step time per
                                               sequence per context token; an inference adds
                                               ``itl_ctx_s · batch · output · (prompt + output / 2)``
+level_logit_loc   (draw, state, component; 1)  OPTIONAL, all four or none: the level on its logit link,
+level_logit_scale (draw, state, component; 1)  ``level = level_max_w · sigmoid(level_logit_loc[k] +
+level_logit_slope (draw, state, covariate; 1)  level_logit_slope · (x − covariate_ref) +
+level_max_w       (draw; W)                    level_logit_scale[k] · z)``; a generator that reads them uses
+                                              them instead of the tangent (``level_loc``, ``level_slope``,
+                                              ``level_scale``), which is exact only near ``covariate_ref``
 
 Attributes: llm, gpu_model, n_gpus, tensor_parallel, tdp_w, ar_step_s, meter_window_s,
 covariate_ref (list, same order as dims.COVARIATES), states (label set), model_id.
@@ -52,7 +58,15 @@ REQUIRED_VARS: dict[str, tuple[str, ...]] = {
     "transition": (D.DRAW, D.STATE, D.STATE_TO),
 }
 #: Variables a generator may read when present (absent = 0).
-OPTIONAL_VARS: dict[str, tuple[str, ...]] = {"itl_ctx_s": (D.DRAW,)}
+OPTIONAL_VARS: dict[str, tuple[str, ...]] = {
+    "itl_ctx_s": (D.DRAW,),
+    "level_logit_loc": (D.DRAW, D.STATE, D.COMPONENT),
+    "level_logit_scale": (D.DRAW, D.STATE, D.COMPONENT),
+    "level_logit_slope": (D.DRAW, D.STATE, D.COVARIATE),
+    "level_max_w": (D.DRAW,),
+}
+#: The logit-link level variables: present together or not at all.
+LOGIT_LEVEL_VARS = ("level_logit_loc", "level_logit_scale", "level_logit_slope", "level_max_w")
 REQUIRED_ATTRS = ("llm", "gpu_model", "n_gpus", "tensor_parallel", "tdp_w", "ar_step_s", "meter_window_s")
 
 
@@ -67,6 +81,9 @@ def validate_config_params(ds: xr.Dataset) -> xr.Dataset:
     for name, want in OPTIONAL_VARS.items():
         if name in ds and tuple(ds[name].dims) != want:
             problems.append(f"{name!r} has dims {ds[name].dims}, expected {want}")
+    have = [v for v in LOGIT_LEVEL_VARS if v in ds]
+    if have and len(have) != len(LOGIT_LEVEL_VARS):
+        problems.append(f"logit-link level variables must come together: has {have} of {LOGIT_LEVEL_VARS}")
     problems += [f"missing attribute {a!r}" for a in REQUIRED_ATTRS if a not in ds.attrs]
     if "level_weight" in ds and not problems:
         total = ds["level_weight"].sum(D.COMPONENT)

@@ -3,7 +3,8 @@
 Per held-out run (rows of method ``model``): whether the measured run energy lies in the central 50 % and
 90 % intervals of the posterior-predictive run energy (``energy_in_50``/``energy_in_90``, or, without
 them, the 90 % interval from ``energy_q05_j``/``energy_q95_j`` vs ``energy_measured_j``), and the fraction
-of 1 s windows whose measured power lies in the pointwise interval (``window_coverage_50/90``).  Shown with
+of windows whose measured power lies in the pointwise interval (``window_coverage_50/90``, at every scored
+period of the table: 1 s and 30 s for ``experiments.calibration``).  Shown with
 Wilson 95 % intervals of a binomial proportion.  With the PIT of each run's energy (``energy_pit``) the
 full curve ``coverage(L) = #{|PIT − ½| ≤ L/2} / n`` and the PIT histogram are drawn too.
 
@@ -57,11 +58,12 @@ def calibration_input(args: argparse.Namespace) -> Path:
     )
 
 
-def model_rows(table: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """The model's rows at the finest scoring period (one per held-out run)."""
+def model_rows(table: pd.DataFrame, path: Path, *, finest: bool = True) -> pd.DataFrame:
+    """The model's rows at the finest scoring period (one per held-out run; ``finest=False``: every
+    period)."""
     if "method" in table:
         table = table[table["method"] == "model"]
-    if "period_s" in table and len(table):
+    if finest and "period_s" in table and len(table):
         table = table[table["period_s"] == table["period_s"].min()]
     usable = [c for c in PER_RUN if c in table and table[c].notna().any()]
     if not len(table) or not usable:
@@ -87,10 +89,23 @@ def energy_covered(df: pd.DataFrame, level: float) -> np.ndarray | None:
     return None
 
 
+#: Markers of the window-coverage points, one per scoring period.
+WINDOW_MARKERS = ("s", "^", "D", "v")
+
+
+def window_rows(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The model rows per scoring period (label such as ``"1 s"``), finest first; one group if no period."""
+    if "period_s" not in df or not df["period_s"].notna().any():
+        return [("1 s", df)]
+    return [(f"{p:g} s", g) for p, g in df.groupby("period_s", sort=True)]
+
+
 def make(args: argparse.Namespace) -> list[Path]:
     """Draw the figure; return the written files."""
     path = calibration_input(args)
-    df = model_rows(S.read_table(path), path)
+    table = S.read_table(path)
+    df = model_rows(table, path)
+    periods = window_rows(model_rows(table, path, finest=False))
     has_pit = "energy_pit" in df and df["energy_pit"].notna().any()
     fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.3))
     ax = axes[0]
@@ -121,16 +136,17 @@ def make(args: argparse.Namespace) -> list[Path]:
                 label=f"run energy, 50/90 % intervals (n={cov.size}, Wilson 95 %)",
             )
         col = f"window_coverage_{round(100 * level)}"
-        if col in df and df[col].notna().any():
-            w = df[col].dropna().to_numpy(float)
-            ax.plot(
-                level + 0.015,
-                np.median(w),
-                "s",
-                color="#b2182b",
-                ms=4,
-                label="1 s window power (median over runs)",
-            )
+        for j, (period, rows) in enumerate(periods):
+            if col in rows and rows[col].notna().any():
+                w = rows[col].dropna().to_numpy(float)
+                ax.plot(
+                    level + 0.015 * (j + 1),
+                    np.median(w),
+                    WINDOW_MARKERS[j % len(WINDOW_MARKERS)],
+                    color="#b2182b",
+                    ms=4,
+                    label=f"{period} window power (median over runs)",
+                )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("nominal coverage of the central interval")

@@ -44,7 +44,7 @@ def test_model_leave_one_run_out_plumbing(tiny, tmp_path, monkeypatch):
         return Fitted(holdout)
 
     monkeypatch.setattr(A, "fit_holdout", fake_fit)
-    monkeypatch.setattr(E, "default_generator", lambda model: standin_generator)
+    monkeypatch.setattr(E, "default_generator", lambda model, drive="open": standin_generator)
     assert A.main(["--runs", "pcie-7b", "sxm-7b-a", "--draws", "8", "--out", str(tmp_path)]) == 0
     assert fitted == ["pcie-7b", "sxm-7b-a"]  # one cold fit per held-out run
     table = C.read_result(tmp_path / "accuracy.csv")
@@ -59,7 +59,7 @@ def test_a_leaking_fit_is_caught(tiny, tmp_path, monkeypatch):
         fitted_run_ids = tuple(tiny.index["run_id"])
 
     monkeypatch.setattr(A, "fit_holdout", lambda *a, **k: Leaky())
-    monkeypatch.setattr(E, "default_generator", lambda model: standin_generator)
+    monkeypatch.setattr(E, "default_generator", lambda model, drive="open": standin_generator)
     A.main(["--runs", "pcie-7b", "--draws", "4", "--out", str(tmp_path)])
     md = (tmp_path / "accuracy.md").read_text()
     assert "model not scored: SeenRunsError" in md

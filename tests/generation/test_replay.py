@@ -142,8 +142,9 @@ def demo_catalog(tmp_path_factory):
 
 
 def test_replay_of_real_runs_reproduces_the_idle_share(demo_catalog):
-    """Demo energy-inference runs, shipped posterior: the replayed timeline, labelled by the same rules as
-    the measurement (``inference.labelling``), has the measured idle/active share within 5 points."""
+    """Demo energy-inference runs, shipped posterior: the replayed timeline (closed loop: its span is set by
+    the predicted runtimes), labelled by the same rules as the measurement (``inference.labelling``), has
+    the measured idle/active share within 5 points."""
     from wattscape.inference.labelling import label_states
     from wattscape.models.hierarchical import PowerModel
 
@@ -155,7 +156,7 @@ def test_replay_of_real_runs_reproduces_the_idle_share(demo_catalog):
         if req is None or len(req) == 0:
             continue
         run = cat.run(rid)
-        y = replay_run(model, run, req, n_draws=10, seed=0)
+        y = replay_run(model, run, req, n_draws=10, seed=0, drive="closed")
         assert y.dims == (D.DRAW, D.TIME) and y.sizes[D.TIME] == run.sizes[D.TIME]
         assert np.isfinite(y.values).all()
         n = int(run.attrs["n_gpus"])
@@ -166,7 +167,7 @@ def test_replay_of_real_runs_reproduces_the_idle_share(demo_catalog):
         idle_meas = float((labels[keep] == D.state_code(D.IDLE)).mean())
         params = model.config_params(_cfg(run), 10, 0)
         assert params.attrs["seen_config"] == 1, rid  # the run's own configuration, found in the fit
-        tl = replay_timeline(params, run, req, seed=0)
+        tl = replay_timeline(params, run, req, seed=0, drive="closed")
         shares = []
         t = run[D.TIME].values
         for d in range(tl.sizes[D.DRAW]):

@@ -135,3 +135,15 @@ def test_runs_without_requests_are_skipped(tmp_path):
     table = E.evaluate(None, cat, tmp_path, runs=["pcie-7b"], methods=("tdp",), progress=False)
     assert len(table) == 0 and table.attrs["skipped"] == ["pcie-7b"]
     assert "No run scored" in (tmp_path / "accuracy.md").read_text()
+
+
+def test_one_run_catalog_scores_what_it_can_and_says_what_it_could_not(tmp_path):
+    """A catalog of one run (a run directory ingested alone): the mean and replay baselines have no
+    training run; they are left out with a note naming the run, the others are scored."""
+    from tests.inference.synthetic_runs import TinyCatalog, make_run
+
+    cat = TinyCatalog({"only": make_run("only", gpu_model="A100-SXM4-40GB", active_w=300, idle_w=55, seed=5)})
+    table = E.evaluate(None, cat, tmp_path, methods=B.BASELINES, progress=False)
+    assert set(table["method"]) == {"tdp", "splitwise"}
+    assert any("only: mean not scored" in n for n in table.attrs["unscored"])
+    assert "replay not scored" in (tmp_path / "accuracy.md").read_text()

@@ -45,6 +45,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--seed", type=int, default=0, help="base random seed")
     p.add_argument("--allow-seen", action="store_true", help="also score runs the posterior was fitted on")
     p.add_argument(
+        "--drive",
+        choices=("open", "closed"),
+        default="open",
+        help="replay at the logged start times (open, PROTOCOL.md) or on the logged think times (closed)",
+    )
+    p.add_argument(
         "--period",
         type=parse_period,
         action="append",
@@ -76,6 +82,7 @@ def command_line(args: argparse.Namespace) -> str:
     parts += ["--draws", str(args.draws), "--seed", str(args.seed)]
     if args.allow_seen:
         parts.append("--allow-seen")
+    parts += ["--drive", args.drive]
     for period in args.period or [1.0]:
         parts += ["--period", "native" if period is None else f"{period:g}s"]
     parts += ["--methods", *args.methods]
@@ -117,4 +124,5 @@ def _evaluate(args, catalog, training, header):
         periods_s=tuple(args.period) if args.period else (1.0,),
         progress=not args.quiet,
         header=header,
+        drive=args.drive,
     )
