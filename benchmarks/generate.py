@@ -9,13 +9,14 @@ Cases (example parameter draws, ``models.params.example_config_params``, H100 TD
 
 GPU-samples = draws × GPUs × time steps; rate = GPU-samples ÷ wall time of ``generate_site`` (end to end:
 traffic, serving, emissions, aggregation, bands) after a warm-up call that compiles; the best of three
-seeds is reported (``wall_s``, with the CPU time of the same process in ``cpu_s``).  Each case runs in its
+seeds is reported (``wall_s``, with their median in ``wall_median_s``, the CPU time of the same process in
+``cpu_s`` and the 1-minute load average when the timed calls began in ``load_1min``).  Each case runs in its
 own subprocess so that its peak RSS is its own.  The naive baseline (``simulate.naive_markov_scan``: a
 ``lax.scan`` over time steps with per-step Markov switching and ``jax.random`` draws) runs in the same
 subprocess on a slice of the case (its rate does not depend on the size) and the speed-up is the ratio of
 rates.  CPU time is reported beside wall time: the machine may be shared.  For the per-GPU case (a) the jitted
 engine alone (traffic → segments → per-GPU power array, median of 30 calls, no xarray packaging) is also
-timed: ``engine_gpu_samples_per_s``.
+timed: ``engine_gpu_samples_per_s`` (the three jitted programs ``generate_site`` runs per chunk).
 
 Usage::
 
@@ -105,12 +106,13 @@ batch_cap = 64
 
 
 def _engine_rate(prm, site, rate: float) -> float:
-    """GPU-samples/s of the jitted per-GPU engine (traffic → segments → per-GPU power array), no xarray."""
+    """GPU-samples/s of the jitted per-GPU engine alone (traffic → serving → per-GPU power array, the three
+    programs ``generate_site`` runs per chunk, on one device), median of 30 calls, no xarray packaging."""
     import jax
     import jax.numpy as jnp
     from wattscape.generation import traffic as T
-    from wattscape.generation.simulate import cap_stretch, emission_params, gpu_emissions, take_draw
-    from wattscape.generation.site import rate_segments
+    from wattscape.generation.simulate import emission_params, take_draw
+    from wattscape.generation.site import _gpu_chunk, _rate_requests, _serve_chunk
 
     p = take_draw(emission_params(prm), 0)
     prof = T.diurnal_profile(rate * site.n_servers)
@@ -118,15 +120,11 @@ def _engine_rate(prm, site, rate: float) -> float:
     inv = jnp.asarray(inv)
     n_groups = site.n_servers
     n_max = T.max_requests(prof, site.duration_s, n_groups)
-    st = cap_stretch(p, None)
 
-    @jax.jit
-    def engine(key):
-        k1, k2 = jax.random.split(key)
-        s, state, cov, _ = rate_segments(
-            k1,
-            p,
-            st,
+    def engine(i):
+        ids = np.array([i, 0, 0, 0, 0], np.uint32)
+        arr, pr, ou = _rate_requests(
+            ids,
             inv,
             d_lambda=dl,
             n_groups=n_groups,
@@ -134,16 +132,32 @@ def _engine_rate(prm, site, rate: float) -> float:
             policy="round_robin",
             n_site_groups=n_groups,
             tokens=T.AZURE_CONV_TOKENS,
-            batch_cap=64,
-            horizon=site.duration_s,
         )
-        return gpu_emissions(k2, p, s, state, cov, n_gpu=8, n_steps=site.n_steps, dt=site.dt_s, ar_step_s=0.1)
+        s, f, e, occ = _serve_chunk(
+            ids, p, arr, pr, ou, None, batch_cap=64, horizon=site.duration_s, cap_w=None, cap_exponent=1.0
+        )
+        return _gpu_chunk(
+            ids,
+            p,
+            s,
+            f,
+            e,
+            occ,
+            pr,
+            ou,
+            n_gpu=8,
+            n_steps=site.n_steps,
+            dt=site.dt_s,
+            ar_step_s=0.1,
+            meter_k=1,
+            cap_w=None,
+        )
 
-    engine(jax.random.key(0)).block_until_ready()
+    jax.block_until_ready(engine(0))
     walls = []
     for i in range(30):
         t = time.perf_counter()
-        engine(jax.random.key(i + 1)).block_until_ready()
+        jax.block_until_ready(engine(i + 1))
         walls.append(time.perf_counter() - t)
     return site.n_servers * 8 * site.n_steps / float(np.median(walls))
 
@@ -164,6 +178,7 @@ def run_case(name: str, rate: float) -> dict:
     generate_site(params, site, seed=0, progress=False, chunk_groups=chunk)  # compiles
     compile_s = time.perf_counter() - t
     walls, cpus = [], []
+    load_start = os.getloadavg()[0]
     for seed in (1, 2, 3):
         t, c = time.perf_counter(), time.process_time()
         ds = generate_site(params, site, seed=seed, progress=False, chunk_groups=chunk)
@@ -189,6 +204,7 @@ def run_case(name: str, rate: float) -> dict:
         "description": case["desc"],
         "gpu_samples": samples,
         "wall_s": wall,
+        "wall_median_s": float(np.median(walls)),
         "cpu_s": cpu,
         "compile_s": compile_s - wall,
         "engine_gpu_samples_per_s": engine,
@@ -201,6 +217,7 @@ def run_case(name: str, rate: float) -> dict:
         "requests_per_server_s": rate,
         "devices": len(jax.devices()),
         "facility_mean_kw": float(ds["facility_power"].mean()) / 1e3,
+        "load_1min": load_start,
     }
 
 
@@ -255,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         fmt[c] = fmt[c].map(lambda v: f"{v:.3g}")
     for c in (
         "wall_s",
+        "wall_median_s",
+        "load_1min",
         "cpu_s",
         "compile_s",
         "peak_rss_gb",

@@ -52,6 +52,19 @@ def up_index(site: Site, src: str, dst: str) -> np.ndarray:
 
 def sum_up(x: np.ndarray, index: np.ndarray, n_out: int) -> np.ndarray:
     """Sum the last axis of ``x`` into ``n_out`` bins by ``index`` (float64)."""
+    index = np.asarray(index)
+    counts = np.bincount(index, minlength=n_out)[:n_out] if index.size else np.zeros(n_out, int)
+    if index.size and np.all(np.diff(index) >= 0):  # sorted: GPUs of a server, servers of a rack, ...
+        c = int(counts[0])
+        if np.all(counts == c) and c * n_out == x.shape[-1]:  # equal blocks: one matrix-vector product
+            if c == 1:
+                return x.astype(np.float64)
+            flat = x.reshape(-1, c).astype(np.float64, copy=False) @ np.ones(c)
+            return flat.reshape(*x.shape[:-1], n_out)
+        out = np.zeros((*x.shape[:-1], n_out), np.float64)
+        first = np.searchsorted(index, np.arange(n_out))
+        out[..., counts > 0] = np.add.reduceat(x.astype(np.float64, copy=False), first[counts > 0], axis=-1)
+        return out
     out = np.zeros((*x.shape[:-1], n_out), np.float64)
     for k in range(n_out):  # few outputs: a masked sum per output stays vectorised over time
         sel = index == k
@@ -94,16 +107,21 @@ def build_dataset(
     tdp_by_type: list[float],
     attrs: dict,
     quantiles=None,
+    draw_ids=None,
 ) -> xr.Dataset:
     """The site trace from the finest level's GPU power ``finest`` (draw, time, n_finest), W.
 
     Non-GPU power is added at server level and above; coarser levels are float64 sums of finer ones.
+    ``draw_ids`` labels the draws (default ``0 … n-1``).
     """
     pue = site.pue_at(times)
     data: dict[str, tuple] = {}
-    coords: dict[str, object] = {D.TIME: times, D.DRAW: np.arange(finest.shape[0])}
+    draws = np.arange(finest.shape[0]) if draw_ids is None else np.asarray(draw_ids)
+    coords: dict[str, object] = {D.TIME: (D.TIME, times, {"timezone": "UTC"}), D.DRAW: draws}
     chain = [lv for lv in _ORDER[_ORDER.index(finest_lv) :] if lv != D.FACILITY]
-    cur = finest + non_gpu_power(site, finest_lv) if chain else None
+    cur = None
+    if chain:  # per-GPU power has no non-GPU part: no copy
+        cur = finest if finest_lv == D.GPU else finest + non_gpu_power(site, finest_lv)
     prev = None
     for lv in chain:
         if prev is not None:
@@ -117,7 +135,7 @@ def build_dataset(
     if cur is None:
         it = finest[..., 0] + non_gpu_power(site, D.FACILITY)[0]
     else:
-        it = cur.sum(-1, dtype=np.float64)
+        it = sum_up(cur, np.zeros(cur.shape[-1], np.int64), 1)[..., 0]
     data[D.IT_POWER] = ((D.DRAW, D.TIME), it, {D.UNITS: D.WATT, "long_name": "IT power (GPU + non-GPU)"})
     data[D.FACILITY_POWER] = ((D.DRAW, D.TIME), it * pue, {D.UNITS: D.WATT, "long_name": "IT power × PUE"})
     data["interval"] = ((D.TIME,), interval, {D.UNITS: D.SECOND, "long_name": "bin width"})
@@ -133,9 +151,26 @@ def build_dataset(
         it_np * float(np.max(pue)),
         {D.UNITS: D.WATT, "long_name": "IT nameplate × max PUE"},
     )
-    ds = xr.Dataset(data, coords=coords, attrs=attrs)
-    ds[D.TIME].attrs["timezone"] = "UTC"
-    return add_bands(ds, quantiles or site.quantiles)
+    q = np.asarray(quantiles or site.quantiles, float)
+    for v in [v for v, entry in data.items() if entry[0][:2] == (D.DRAW, D.TIME)]:
+        data[v + D.BAND_SUFFIX] = _band(data[v][0], data[v][1], q, v)
+    coords[D.QUANTILE] = q
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def _band(dims: tuple, values: np.ndarray, q: np.ndarray, name: str) -> tuple:
+    """``(dims, values, attrs)`` of the quantiles ``q`` over the leading ``draw`` axis of ``values``.
+
+    With one draw every quantile is that draw: a read-only broadcast view (no copy, no sort).
+    """
+    if dims[0] != D.DRAW:
+        raise ValueError(f"band of {name}: draw must be the leading dim, got {dims}")
+    if values.shape[0] == 1:
+        band = np.broadcast_to(values[0], (len(q), *values.shape[1:]))
+    else:
+        band = np.quantile(values, q, axis=0)
+    attrs = {D.UNITS: D.WATT, "long_name": f"quantiles of {name} over posterior draws"}
+    return (D.QUANTILE, *dims[1:]), band, attrs
 
 
 def power_vars(ds: xr.Dataset) -> list[str]:
@@ -144,14 +179,18 @@ def power_vars(ds: xr.Dataset) -> list[str]:
 
 
 def add_bands(ds: xr.Dataset, quantiles=D.DEFAULT_QUANTILES) -> xr.Dataset:
-    """Add ``<var>_band`` (quantile, time[, level]) over draws for every power variable."""
+    """Add ``<var>_band`` (quantile, time[, level]) over draws for every power variable.
+
+    With a single draw every quantile is that draw: the band is then a read-only broadcast view of it
+    (no copy, no sort).
+    """
     q = np.asarray(quantiles, float)
     out = ds.drop_vars([v for v in ds.data_vars if v.endswith(D.BAND_SUFFIX)])
+    bands = {}
     for v in power_vars(out):
-        band = out[v].quantile(q, dim=D.DRAW, skipna=False).rename({"quantile": D.QUANTILE})
-        band.attrs = {D.UNITS: D.WATT, "long_name": f"quantiles of {v} over posterior draws"}
-        out[v + D.BAND_SUFFIX] = band
-    return out
+        da = out[v].transpose(D.DRAW, ...)
+        bands[v + D.BAND_SUFFIX] = _band(da.dims, da.values, q, v)
+    return out.assign(bands).assign_coords({D.QUANTILE: q})
 
 
 def energy(ds: xr.Dataset, var: str = D.FACILITY_POWER) -> xr.DataArray:

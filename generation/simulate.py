@@ -5,9 +5,11 @@ sequence of contiguous segments ``[start_j, start_{j+1})``, each with a state (i
 workload covariates (``log2`` batch occupancy, prompt tokens, output tokens).  Emission model (one
 configuration, one posterior draw, see ``wattscape.models.params``):
 
-* **segment level** of GPU ``g`` in segment ``j``: mixture component ``k ~ Cat(level_weight[s])`` shared by
-  the TP group (its GPUs run the same batch step), ``L = level_loc[s, k] + level_slope[s]·(x_j − x_ref) +
-  level_scale[s, k]·z_g`` with ``z_g`` independent per GPU;
+* **segment level** of a TP group in segment ``j``: mixture component ``k ~ Cat(level_weight[s])`` and
+  ``L = level_loc[s, k] + level_slope[s]·(x_j − x_ref) + level_scale[s, k]·z_j``, **shared by every GPU of
+  the group** (they run the same batch step; the fitted level is the mean over a run's GPUs, see
+  ``inference.stats``), so the group sum is ``n L`` with sd ``n·level_scale``; GPUs of a group differ only
+  through their residuals;
 * **residual**: one AR(1) process per GPU on the output grid, ``r_t = φ r_{t−1} + sqrt(1−φ²) σ_t ε_t`` with
   ``σ_t²`` the time-weighted ``resid_scale[s]²`` over bin ``t`` and ``φ`` *shared by the configuration*
   (the mean of ``ar_coef`` over states, raised to ``dt / ar_step_s``).  When the output step ``dt`` is longer
@@ -23,12 +25,14 @@ configuration, one posterior draw, see ``wattscape.models.params``):
 Power values are **bin means** over ``[t_i, t_i + dt)``: a segment boundary inside a bin is split by its
 exact fraction (scatter-add of level changes, then cumsum), so energy is exact on any grid.
 
-Aggregation-aware path (:func:`aggregate_emissions`): when only sums over GPUs are wanted, the group sum
-``Σ_g L_g = n (μ_k + slope·x) + sqrt(n) σ_k z`` is drawn directly per segment (exact in distribution), the
-level changes of all groups are scatter-added onto each target's grid (rack, row or facility), and the summed
+Aggregation-aware path (:func:`request_grid`, :func:`aggregate_levels`): when only sums over GPUs are
+wanted, the group sum ``n L = n (μ_k + slope·x + σ_k z)`` is drawn directly per segment, the level changes of
+all groups are scatter-added onto each target's grid (rack, row or facility) in one scatter, and the summed
 residual is drawn once per target as one AR(1) with innovation variance = sum of the GPUs' variances (a sum
-of independent AR(1) processes with a shared coefficient is one AR(1)).  Cost ∝ segments + targets × steps,
-never GPUs × steps.  With a power cap, per-GPU levels are drawn, clipped and summed (still per segment).
+of independent AR(1) processes with a shared coefficient is one AR(1)).  Exact in distribution; cost ∝
+segments + targets × steps, never GPUs × steps.  With a power cap the shared level is clipped:
+``n min(L, cap)``.  The per-GPU path (:func:`request_gpu_power`, :func:`gpu_emissions`) scatters one level
+series per group and adds independent per-GPU residuals, so both paths have the same distribution.
 
 Randomness: explicit ``jax.random`` keys.  Bulk noise uses :func:`fast_uniform` / :func:`fast_normal`, a
 counter-based generator (two rounds of a 32-bit avalanche hash keyed by 64 bits drawn from the
@@ -220,28 +224,27 @@ def _component_stats(p: EmissionParams, key, state, cov):
 
 
 def group_levels(p, key, state, cov, n_gpu, cap_w=None, max_gpus=8):
-    """Sum over the ``n_gpu`` GPUs of a TP group of their segment levels, per segment (W).
+    """Sum over the ``n_gpu`` GPUs of a TP group of their (shared) segment level, per segment (W).
 
-    Exact in distribution: ``n μ + sqrt(n) σ z``; with a cap, per-GPU levels (up to ``max_gpus``) are drawn,
-    clipped and summed.
+    The GPUs of a group share one level ``L`` (see the module docstring), so the sum is ``n_gpu · L`` —
+    ``n μ + n σ z`` — and with a cap ``n_gpu · min(L, cap)``.  ``max_gpus`` is unused (kept for callers).
     """
+    del max_gpus
     k1, k2 = jax.random.split(key)
     mu, sd = _component_stats(p, k1, state, cov)
-    n = n_gpu.astype(jnp.float32)
-    if cap_w is None:
-        return n * mu + jnp.sqrt(n) * sd * fast_normal(k2, state.shape)
-    z = fast_normal(k2, (*state.shape, max_gpus))
-    lv = jnp.minimum(mu[..., None] + sd[..., None] * z, cap_w)
-    mask = jnp.arange(max_gpus) < n_gpu[..., None]
-    return jnp.where(mask, lv, 0.0).sum(-1)
+    lv = mu + sd * fast_normal(k2, state.shape)
+    if cap_w is not None:
+        lv = jnp.minimum(lv, cap_w)
+    return n_gpu.astype(jnp.float32) * lv
 
 
 def gpu_levels(p, key, state, cov, n_gpu: int, cap_w=None):
-    """Per-GPU segment levels (..., S, n_gpu) W: component shared by the group, deviation per GPU."""
+    """Per-GPU segment levels (..., S, n_gpu) W: one level per segment, shared by the GPUs of the group."""
     k1, k2 = jax.random.split(key)
     mu, sd = _component_stats(p, k1, state, cov)
-    lv = mu[..., None] + sd[..., None] * fast_normal(k2, (*state.shape, n_gpu))
-    return lv if cap_w is None else jnp.minimum(lv, cap_w)
+    lv = mu + sd * fast_normal(k2, state.shape)
+    lv = lv if cap_w is None else jnp.minimum(lv, cap_w)
+    return jnp.broadcast_to(lv[..., None], (*lv.shape, n_gpu))
 
 
 # --- scatter of level changes onto a grid -------------------------------------------------------------------
@@ -384,30 +387,105 @@ def aggregate_levels(
     return scatter_steps(start, jnp.stack([lvl, var], -1), rows, n_rows, n_steps, dt, exact=(True, False))
 
 
-def _kind_levels(p: EmissionParams, key, state: int, shape, cov_terms, n_gpu, cap_w, max_gpus):
-    """Group-summed levels of segments that all have the same ``state`` (scalar parameters: no gathers)."""
+def _kind_levels(p: EmissionParams, key, state: int, shape, cov_terms, cap_w):
+    """Shared (per-GPU) levels of segments that all have the same ``state`` (scalar parameters: no gathers).
+
+    Multiply by the GPUs of the group for the group sum (the level is shared, see the module docstring).
+    """
     k1, k2 = jax.random.split(key)
-    u = fast_uniform(k1, shape)
     n_k = p.loc.shape[-1]
-    loc, sd = jnp.full(shape, p.loc[state, 0]), jnp.full(shape, p.scale[state, 0])
-    for j in range(1, n_k):
-        hit = u > p.cumw[state, j - 1]
-        loc = jnp.where(hit, p.loc[state, j], loc)
-        sd = jnp.where(hit, p.scale[state, j], sd)
-    mu = loc + (
-        sum(p.slope[state, c] * (cov_terms[c] - p.cov_ref[c]) for c in range(_N_COV))
-        if cov_terms is not None
-        else 0.0
+    loc, sd = p.loc[state, 0], p.scale[state, 0]
+    if n_k > 1:
+        u = fast_uniform(k1, shape)
+        loc, sd = jnp.full(shape, loc), jnp.full(shape, sd)
+        for j in range(1, n_k):
+            hit = u > p.cumw[state, j - 1]
+            loc = jnp.where(hit, p.loc[state, j], loc)
+            sd = jnp.where(hit, p.scale[state, j], sd)
+    if cov_terms is not None:
+        loc = loc + sum(p.slope[state, c] * (cov_terms[c] - p.cov_ref[c]) for c in range(_N_COV))
+    lv = loc + sd * fast_normal(k2, shape)
+    return lv if cap_w is None else jnp.minimum(lv, cap_w)
+
+
+def _request_levels(key, p: EmissionParams, occ, prompt, output, cap_w):
+    """Shared (per-GPU) levels (N, G) of the prefill, decode and idle segment of every request, and (1, G) of
+    the idle stretch before the first request (see :func:`_request_scatter`)."""
+    n, g = occ.shape
+    kp, kd, ki, k0 = jax.random.split(key, 4)
+    cov = (jnp.log2(occ), jnp.log2(jnp.maximum(prompt, 1.0)), jnp.log2(jnp.maximum(output, 1.0)))
+    lp = _kind_levels(p, kp, PREFILL_I, (n, g), cov, cap_w)
+    ld = _kind_levels(p, kd, DECODE_I, (n, g), cov, cap_w)
+    li = _kind_levels(p, ki, IDLE_I, (n, g), None, cap_w)
+    l0 = _kind_levels(p, k0, IDLE_I, (1, g), None, cap_w)
+    return lp, ld, li, l0
+
+
+def _request_updates(p: EmissionParams, lp, ld, li, l0, s, f, e, rows, n_gpu, n_rows, n_steps, dt):
+    """Scatter indices and ``(change, change × bin fraction, variance change)`` triples of the 3 N level
+    changes, and those of every group's start (idle at time 0, bin 0 of its row).
+
+    Written per boundary kind and stacked once at the end: XLA then computes the triples in one loop
+    (stacking the changes first makes it materialise them, about 1.5× slower on CPU).
+    """
+    g = s.shape[1]
+    nf = jnp.float32(n_gpu)
+    li_prev = jnp.concatenate([l0, li[:-1]], axis=0)
+    rv = p.resid_var * nf
+    size = (n_steps + 2) * n_rows
+    r = rows.astype(jnp.int32)
+    triples, idx = [], []
+    for change, t, dvar in (
+        (lp - li_prev, s, rv[PREFILL_I] - rv[IDLE_I]),  # idle → prefill at s
+        (ld - lp, f, rv[DECODE_I] - rv[PREFILL_I]),  # prefill → decode at f
+        (li - ld, e, rv[IDLE_I] - rv[DECODE_I]),  # decode → idle at e
+    ):
+        x = jnp.clip(t / dt, 0.0, n_steps + 1.0)
+        i = jnp.floor(x)
+        triples.append(jnp.stack([nf * change, nf * change * (x - i), jnp.broadcast_to(dvar, t.shape)], -1))
+        idx.append(jnp.where(r < n_rows, i.astype(jnp.int32) * n_rows + r, size))  # rows >= n_rows: dropped
+    first = jnp.stack([nf * l0[0], jnp.zeros(g), jnp.broadcast_to(rv[IDLE_I], (g,))], -1)
+    return (
+        jnp.stack(triples).reshape(-1, 3),
+        jnp.stack(idx).reshape(-1),
+        first,
+        jnp.where(r < n_rows, r, size),
     )
-    n = n_gpu.astype(jnp.float32)
-    if cap_w is None:
-        return n * mu + jnp.sqrt(n) * sd * fast_normal(k2, shape)
-    z = fast_normal(k2, (*shape, max_gpus))
-    lv = jnp.minimum(mu[..., None] + sd[..., None] * z, cap_w)
-    return jnp.where(jnp.arange(max_gpus) < n_gpu[..., None], lv, 0.0).sum(-1)
 
 
-@partial(jax.jit, static_argnames=("n_gpu", "n_rows", "n_steps", "dt", "cap_w", "max_gpus"))
+def _updates_to_grid(upd, idx, first, first_idx, n_rows, n_steps):
+    """One scatter of the change triples, then one cumulative sum: (n_steps, n_rows, 2) bin means of the
+    level sums and end-of-bin residual variance sums."""
+    size = (n_steps + 2) * n_rows
+    acc = jax.ops.segment_sum(upd, idx, num_segments=size)
+    acc = acc.at[first_idx].add(first, mode="drop").reshape(n_steps + 2, n_rows, 3)
+    cum = _cumsum0(acc[..., 0::2].reshape(n_steps + 2, -1)).reshape(n_steps + 2, n_rows, 2)
+    return jnp.stack([cum[:n_steps, :, 0] - acc[:n_steps, :, 1], cum[:n_steps, :, 1]], -1)
+
+
+def _request_scatter(
+    key, p: EmissionParams, s, f, e, occ, prompt, output, rows, n_gpu, n_rows, n_steps, dt, cap_w
+):
+    """Bin means of the summed levels and summed residual variances of request-form segments, per row.
+
+    The three segments of request ``i`` of a group (prefill ``[s, f)``, decode ``[f, e)``, idle from ``e``)
+    have fixed states, so their levels are drawn with scalar parameters; the level and variance changes at
+    the ``3 N`` boundaries go onto the grid in **one** scatter of ``(change, change × bin fraction, variance
+    change)`` triples, then one cumulative sum.  ``n_gpu`` GPUs share each group's level.  Returns
+    (n_steps, n_rows, 2) float32: level sums (W, exact bin means) and residual variance sums (W², the value
+    in force at the end of each bin).  Traceable (used inside one program by :func:`request_gpu_power`);
+    :func:`request_grid` runs its three stages as separate programs.
+    """
+    levels = _request_levels(key, p, occ, prompt, output, cap_w)
+    upd = _request_updates(p, *levels, s, f, e, rows, n_gpu, n_rows, n_steps, dt)
+    return _updates_to_grid(*upd, n_rows, n_steps)
+
+
+_request_levels_jit = jax.jit(_request_levels, static_argnames=("cap_w",))
+_request_updates_jit = jax.jit(_request_updates, static_argnames=("n_gpu", "n_rows", "n_steps", "dt"))
+_updates_to_grid_jit = jax.jit(_updates_to_grid, static_argnames=("n_rows", "n_steps"))
+
+
 def request_grid(
     key,
     p: EmissionParams,
@@ -428,47 +506,20 @@ def request_grid(
 ):
     """Aggregation-aware path fed by per-request serving times (``serving.serve_requests``), one draw.
 
-    Same result as :func:`aggregate_levels` on the interleaved segments, without materialising them: the
-    three segments of each request (prefill ``[s, f)``, decode ``[f, e)``, idle from ``e``) have fixed states,
-    so their levels use scalar parameters.  ``n_gpu`` (static) is the GPUs per group, the same for all groups
-    of a call (one server type).  Returns (n_steps, n_rows, 2), time-major: level sums (W) and residual
-    variance sums (W²).
+    Same distribution as :func:`aggregate_levels` on the interleaved segments, without materialising them
+    (see :func:`_request_scatter`).  ``s, f, e, occ, prompt, output`` are (N, G), time-major; ``rows`` (G,)
+    the output row of each group (``>= n_rows``: dropped); ``n_gpu`` the GPUs per group, the same for all
+    groups of a call (one server type); ``max_gpus`` is unused (kept for callers).  Returns
+    (n_steps, n_rows, 2), time-major: level sums (W) and residual variance sums (W²).
+
+    Runs as three jitted programs (levels → change triples → scatter and cumulative sum), dispatched
+    asynchronously: on CPU, XLA fuses the single program badly and it runs about 1.4× slower.  It also
+    works inside ``jit`` (the stages are then inlined into the caller's program, at that cost).
     """
-    n, g = s.shape
-    ng = jnp.int32(n_gpu)  # a static scalar: a per-group array doubles the cost on CPU
-    kp, kd, ki, k0 = jax.random.split(key, 4)
-    cov = (jnp.log2(occ), jnp.log2(jnp.maximum(prompt, 1.0)), jnp.log2(jnp.maximum(output, 1.0)))
-    lp = _kind_levels(p, kp, PREFILL_I, (n, g), cov, ng, cap_w, max_gpus)
-    ld = _kind_levels(p, kd, DECODE_I, (n, g), cov, ng, cap_w, max_gpus)
-    li = _kind_levels(p, ki, IDLE_I, (n, g), None, ng, cap_w, max_gpus)
-    l0 = _kind_levels(p, k0, IDLE_I, (1, g), None, ng, cap_w, max_gpus)
-    li_prev = jnp.concatenate([l0, li[:-1]], axis=0)
-    nf = jnp.float32(n_gpu)
-    rv = p.resid_var
-    deltas = (lp - li_prev, ld - lp, li - ld)
-    dvar = tuple(
-        jnp.broadcast_to(c * nf, (n, g))
-        for c in (rv[PREFILL_I] - rv[IDLE_I], rv[DECODE_I] - rv[PREFILL_I], rv[IDLE_I] - rv[DECODE_I])
-    )
-    r = rows.astype(jnp.int32)[None, :]
-    size = n_rows * (n_steps + 2)
-    idx, fr = [], []
-    for t in (s, f, e):
-        x = jnp.clip(t / dt, 0.0, n_steps + 1.0)
-        i = jnp.floor(x)
-        idx.append(jnp.where(r < n_rows, i.astype(jnp.int32) * n_rows + r, -1).reshape(-1))
-        fr.append(x - i)
-    # the initial idle segment of every group starts at 0 (bin 0 of its row)
-    idx_all = jnp.concatenate([*idx, jnp.where(r[0] < n_rows, r[0], -1)])
-    upd_a = jnp.concatenate([*(d.reshape(-1) for d in deltas), l0[0]])
-    upd_b = jnp.concatenate([*((d * q).reshape(-1) for d, q in zip(deltas, fr, strict=True)), jnp.zeros(g)])
-    upd_v = jnp.concatenate([*(d.reshape(-1) for d in dvar), jnp.full((g,), rv[IDLE_I] * nf)])
-    a = jax.ops.segment_sum(upd_a, idx_all, num_segments=size)
-    b = jax.ops.segment_sum(upd_b, idx_all, num_segments=size)
-    v = jax.ops.segment_sum(upd_v, idx_all, num_segments=size)
-    a, b, v = (x.reshape(n_steps + 2, n_rows) for x in (a, b, v))
-    lvl = _cumsum0(a) - b
-    return jnp.stack([lvl[:n_steps], _cumsum0(v)[:n_steps]], -1)
+    del max_gpus
+    levels = _request_levels_jit(key, p, occ, prompt, output, cap_w=cap_w)
+    upd = _request_updates_jit(p, *levels, s, f, e, rows, n_gpu=n_gpu, n_rows=n_rows, n_steps=n_steps, dt=dt)
+    return _updates_to_grid_jit(*upd, n_rows=n_rows, n_steps=n_steps)
 
 
 @partial(jax.jit, static_argnames=("dt", "ar_step_s"))
@@ -478,33 +529,59 @@ def row_residual(key, p: EmissionParams, var, *, dt, ar_step_s):
     return ar1_residual(key, var, phi, vf)
 
 
+def _gpu_power(key, p, lvl, var, n_gpu, dt, ar_step_s, meter_k):
+    """Per-GPU power (n_steps, G, n_gpu) from the shared level (n_steps, G) and residual variance of a GPU."""
+    n_steps, g = lvl.shape
+    phi_dt, vf = resid_grid_params(p, dt, ar_step_s)
+    var = jnp.broadcast_to(var[:, :, None], (n_steps, g, n_gpu)).reshape(n_steps, g * n_gpu)
+    resid = ar1_residual(key, var, phi_dt, vf).reshape(n_steps, g, n_gpu)
+    return meter_kernel(lvl[:, :, None] + resid, meter_k)
+
+
+@partial(jax.jit, static_argnames=("n_gpu", "n_steps", "dt", "ar_step_s", "meter_k", "cap_w"))
+def request_gpu_power(
+    key,
+    p: EmissionParams,
+    s,
+    f,
+    e,
+    occ,
+    prompt,
+    output,
+    *,
+    n_gpu,
+    n_steps,
+    dt,
+    ar_step_s,
+    meter_k=1,
+    cap_w=None,
+):
+    """Per-GPU path fed by per-request serving times, one draw: power (n_steps, G, n_gpu) W.
+
+    One level series per group (its GPUs share the level, exact bin means, :func:`_request_scatter` with
+    one row per group), plus an independent AR(1) residual per GPU, then the meter kernel.
+    """
+    g = s.shape[1]
+    k1, k2 = jax.random.split(key)
+    grid = _request_scatter(k1, p, s, f, e, occ, prompt, output, jnp.arange(g), 1, g, n_steps, dt, cap_w)
+    return _gpu_power(k2, p, grid[..., 0], grid[..., 1], n_gpu, dt, ar_step_s, meter_k)
+
+
 @partial(jax.jit, static_argnames=("n_gpu", "n_steps", "dt", "ar_step_s", "meter_k", "cap_w"))
 def gpu_emissions(
     key, p: EmissionParams, start, state, cov, *, n_gpu, n_steps, dt, ar_step_s, meter_k=1, cap_w=None
 ):
-    """Per-GPU path, one draw: power (n_steps, G, n_gpu) W; every GPU of a group shares its segments.
+    """Per-GPU path on interleaved segments, one draw: power (n_steps, G, n_gpu) W.
 
-    Levels are scattered per GPU (exact bin means); residual variances depend only on the state, so they are
-    scattered per group and shared by its GPUs.
+    Every GPU of a group shares its segments and its segment levels (one scatter per group); residuals
+    are independent per GPU.
     """
-    s, g = state.shape
+    g = state.shape[1]
     k1, k2 = jax.random.split(key)
-    lv = gpu_levels(p, k1, state, cov, n_gpu, cap_w)  # (S, G, n)
-    lvl = scatter_steps(
-        jnp.repeat(start, n_gpu, axis=1),
-        lv.reshape(s, g * n_gpu, 1),
-        jnp.arange(g * n_gpu),
-        g * n_gpu,
-        n_steps,
-        dt,
-    )[..., 0]
-    var = scatter_steps(
-        start, _per_state(p.resid_var, state)[..., None], jnp.arange(g), g, n_steps, dt, exact=(False,)
-    )[..., 0]
-    phi_dt, vf = resid_grid_params(p, dt, ar_step_s)
-    var = jnp.repeat(var, n_gpu, axis=1)
-    resid = ar1_residual(k2, var, phi_dt, vf)
-    return meter_kernel(lvl + resid, meter_k).reshape(n_steps, g, n_gpu)
+    lv = group_levels(p, k1, state, cov, jnp.ones((g,), jnp.int32), cap_w)  # (S, G): the shared level
+    var = _per_state(p.resid_var, state)
+    grid = scatter_steps(start, jnp.stack([lv, var], -1), jnp.arange(g), g, n_steps, dt, exact=(True, False))
+    return _gpu_power(k2, p, grid[..., 0], grid[..., 1], n_gpu, dt, ar_step_s, meter_k)
 
 
 # --- the naive per-step Markov simulator (benchmark baseline) ---------------------------------------------

@@ -96,3 +96,51 @@ def test_cap_clips_levels_and_stretches_time(p):
         p, jax.random.key(0), jnp.full((1000, 1), S.PREFILL_I), jnp.zeros((1000, 1, 3)), 8, 400.0
     )
     assert float(jnp.max(lv)) <= 400.0
+
+
+@pytest.fixture(scope="module")
+def one_component():
+    """One draw, one mixture component, wide segment levels and a small residual."""
+    prm = example_config_params(2, seed=5)
+    prm["level_weight"][:] = np.array([1.0, 0.0])
+    prm["level_scale"][:] = 40.0
+    prm["resid_scale"][:] = 1.0
+    return S.take_draw(S.emission_params(prm), 0)
+
+
+def test_tp_group_shares_one_level_so_the_sum_spreads_n_sigma(one_component):
+    """A TP group's GPUs share the segment level: the group sum has sd n·σ (not sqrt(n)·σ), both paths."""
+    p, n = one_component, 8
+    state = jnp.full((20_000, 1), S.PREFILL_I)
+    cov = jnp.broadcast_to(p.cov_ref, (20_000, 1, 3))
+    summed = np.asarray(S.group_levels(p, jax.random.key(1), state, cov, jnp.full((1,), n)))[:, 0]
+    per_gpu = np.asarray(S.gpu_levels(p, jax.random.key(2), state, cov, n))[:, 0]  # (segments, n)
+    np.testing.assert_array_equal(per_gpu, per_gpu[:, :1].repeat(n, 1))  # one level per group
+    for x in (summed, per_gpu.sum(1)):
+        assert x.std() == pytest.approx(n * 40.0, rel=0.03)
+        assert x.mean() == pytest.approx(n * float(p.loc[S.PREFILL_I, 0]), rel=0.01)
+
+
+def test_request_paths_agree_on_group_sums(one_component):
+    """Summed path (request_grid, one row per group) = per-GPU path summed over the group, in distribution.
+
+    Every group runs one request (prefill over [0, 50) s, decode until 100 s); the bin means of the group
+    sums must have the same mean and variance across groups: n² σ² from the shared level plus the residual.
+    """
+    p, n, g = one_component, 4, 3000
+    s = jnp.zeros((1, g))
+    f = jnp.full((1, g), 50.0)
+    e = jnp.full((1, g), 100.0)
+    ones = jnp.ones((1, g))
+    kw = {"n_gpu": n, "n_steps": 10, "dt": 10.0}
+    grid = np.asarray(
+        S.request_grid(jax.random.key(3), p, s, f, e, ones, ones, ones, jnp.arange(g), n_rows=g, **kw)
+    )
+    gpu = np.asarray(
+        S.request_gpu_power(jax.random.key(4), p, s, f, e, ones, ones, ones, ar_step_s=0.1, **kw)
+    ).sum(-1)  # (steps, groups)
+    summed = grid[..., 0]
+    for b in (0, 7):  # a prefill bin and a decode bin
+        assert gpu[b].mean() == pytest.approx(summed[b].mean(), rel=0.01)
+        assert gpu[b].var() == pytest.approx(summed[b].var(), rel=0.1)
+        assert summed[b].std() == pytest.approx(n * 40.0, rel=0.05)  # the level dominates (residual 1 W)

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pytest
 import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from wattscape.generation import traffic as T
 from wattscape.generation.aggregate import energy, open_trace, write_trace
 from wattscape.generation.resample import resample
-from wattscape.generation.site import example_params_for_site, generate_site, generate_site_zarr
+from wattscape.generation.site import (
+    example_params_for_site,
+    generate_site,
+    generate_site_zarr,
+    max_requests_per_group,
+)
 from wattscape.generation.topology import parse_site
 from wattscape.models import dims as D
 
@@ -172,18 +179,27 @@ def test_tp_group_gpus_switch_together():
     assert not np.allclose(tp1[:, 0], tp1[:, 1])
 
 
-def test_aggregated_path_matches_per_gpu_path_in_distribution():
+@pytest.mark.parametrize("wide_levels", [False, True])
+def test_aggregated_path_matches_per_gpu_path_in_distribution(wide_levels):
     """Facility series: mean, variance and lag-1 autocorrelation agree within Monte-Carlo error.
 
     Both paths share the parameter draws (same seed); each statistic is compared draw by draw and the mean
-    difference must lie within 4 standard errors of zero.
+    difference must lie within 4 standard errors of zero.  With ``wide_levels`` (one mixture component,
+    wide segment levels, a small residual) the spread of the segment levels dominates the variance, so a
+    path that spreads a TP group's summed level by sqrt(n)·σ instead of n·σ fails.
     """
     draws = 60
     prm = None
     stats = {}
     for levels in (("gpu", "facility"), ("facility",)):
         site = make_site(duration=300, dt=1.0, levels=levels, draws=draws, pue="pue = 1.0")
-        prm = prm or example_params_for_site(site, 100)
+        if prm is None:
+            prm = example_params_for_site(site, 100)
+            if wide_levels:
+                for ds in prm.values():
+                    ds["level_weight"][:] = np.array([1.0, 0.0])
+                    ds["level_scale"][:] = 60.0
+                    ds["resid_scale"][:] = 2.0
         x = generate_site(prm, site, seed=3, progress=False)[D.FACILITY_POWER].values  # (draw, time)
         c = x - x.mean(1, keepdims=True)
         stats[levels[0]] = np.stack([x.mean(1), x.var(1), (c[:, 1:] * c[:, :-1]).sum(1) / (c**2).sum(1)])
@@ -228,3 +244,38 @@ def test_replay_of_azure_trace_drives_a_site(shared_data):
     # busier than idle: the replayed requests reach the servers
     idle_only = 2 * (8 * 0.12 * 700 + 800) + 2 * (4 * 0.12 * 400 + 500)
     assert p.mean() > 1.05 * idle_only
+
+
+def test_cached_parameters_follow_in_place_edits_and_one_draw_bands_are_the_draw():
+    """The conversion of parameter draws is cached between calls: an in-place edit must still be seen."""
+    site = make_site(duration=120, levels=("server", "facility"), draws=1)
+    prm = example_params_for_site(site, 4)
+    a = generate_site(prm, site, seed=1, progress=False)
+    for ds in prm.values():
+        ds["level_loc"][:] = ds["level_loc"].values + 50.0
+    b = generate_site(prm, site, seed=1, progress=False)
+    gpus = 2 * 8 + 2 * 4
+    diff = (b[D.IT_POWER] - a[D.IT_POWER]).values
+    np.testing.assert_allclose(diff.mean(), 50.0 * gpus, rtol=0.02)
+    for v in (D.SERVER_POWER, D.FACILITY_POWER):  # one draw: every quantile is that draw
+        band = b[v + D.BAND_SUFFIX].values
+        np.testing.assert_array_equal(band, np.broadcast_to(b[v].values[0], band.shape))
+
+
+@pytest.mark.parametrize("policy", ["round_robin", "random"])
+def test_request_padding_never_truncates_arrivals(policy):
+    """Every group's arrivals end inside the padding (the last padded row lies beyond the window)."""
+    horizon, n_groups = 6 * 3600.0, 400
+    prof = T.diurnal_profile(0.2 * n_groups)
+    inv, d_lam = T.inverse_table(prof, horizon)
+    n_max = max_requests_per_group(prof, horizon, n_groups, policy)
+    worst = 0
+    for seed in range(5):
+        arr = np.asarray(
+            T.group_arrivals(jax.random.key(seed), jax.numpy.asarray(inv), d_lam, n_groups, n_max, policy)
+        )
+        worst = max(worst, int(np.isfinite(arr).sum(0).max()))
+    assert worst < n_max
+    mean = float(prof.cumulative(np.array([horizon]))[0]) / n_groups
+    if policy == "round_robin":  # Erlang spacing: tight padding
+        assert n_max < mean + 40
