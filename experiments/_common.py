@@ -125,6 +125,15 @@ def energy_inference_catalog(path: str | os.PathLike | None = None):
     return build_catalog([src], CATALOG_DIR / src.name, progress=False)
 
 
+def held_out_runs(catalog, runs=None, *, quick: bool = False, n_quick: int = 3) -> list[str]:
+    """The runs an experiment holds out: ``runs`` when given, else every run with a log (the first
+    ``n_quick`` of them with ``quick``)."""
+    if runs:
+        return list(runs)
+    ids = runs_with_log(catalog)
+    return ids[:n_quick] if quick else ids
+
+
 def runs_with_log(catalog) -> list[str]:
     """Run ids of the catalog that have a non-empty request/inference table (index order)."""
     index = catalog.index

@@ -185,9 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     timings: dict[str, float] = {}
     notes: list[str] = []
     catalog = C.energy_inference_catalog(args.catalog)
-    ids = args.runs or C.runs_with_log(catalog)
-    if args.quick and not args.runs:
-        ids = ids[:QUICK_RUNS]
+    ids = C.held_out_runs(catalog, args.runs, quick=args.quick, n_quick=QUICK_RUNS)
     print(f"{len(ids)} held-out runs: {', '.join(ids)}", file=sys.stderr)
     if args.fit_only:
         model_rows(catalog, ids, args, timings)
