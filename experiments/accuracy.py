@@ -62,27 +62,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def fit_holdout(catalog, holdout: str, *, mode: str, seed: int, summaries=None, cache=None):
     """A cold-started fit of the power model on every run but ``holdout`` (plus configuration summaries).
 
-    ``mode`` ``"fast"``: the model's ADVI path; ``"nuts"``: numpyro NUTS with the model's defaults.
+    ``mode`` ``"fast"``: the model's ADVI path; ``"nuts"``: numpyro NUTS (``experiments._common.FOLD_NUTS``).
     ``cache``: a folder where the fold's fitted model is saved (``<holdout>-<mode>-s<seed>.nc``) and
-    reused by later runs while its model id still matches this package (``PowerModel.load`` checks).
+    reused by later runs while its model id still matches this package (:func:`experiments._common.fit_fold`).
     """
-    from pathlib import Path
-
-    from wattscape.inference.stats import fit_data_from_catalog
-    from wattscape.models.hierarchical import PowerModel
-
-    path = Path(cache) / f"{holdout}-{mode}-s{seed}.nc" if cache else None
-    if path is not None and path.is_file():
-        try:
-            return PowerModel.load(path)
-        except (ValueError, KeyError) as err:  # another model version or config: refit
-            print(f"refitting {holdout}: {err}", file=sys.stderr)
-    fd = fit_data_from_catalog(catalog, holdout_runs=[holdout], summaries=summaries, progress=False)
-    model = PowerModel()
-    model.fit(fd, sampler="fast" if mode == "fast" else "numpyro", random_seed=seed, progressbar=False)
-    if path is not None:
-        model.save(path)
-    return model
+    return C.fit_fold(catalog, [holdout], mode=mode, seed=seed, summaries=summaries, cache=cache)
 
 
 def make_generator(model, drive: str = "open"):
@@ -105,6 +89,8 @@ def model_rows(catalog, ids: Sequence[str], args, log: dict) -> tuple[pd.DataFra
             model = fit_holdout(
                 catalog, rid, mode=args.fit, seed=args.seed + k, summaries=summaries, cache=args.cache
             )
+            if args.fit != "fast":
+                notes.append(C.diagnostics_line(f"fold {rid}", model))
             if args.fit_only:
                 continue
             E.check_unseen(model, [rid])  # a leak here is a bug

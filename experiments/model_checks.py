@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from wattscape.models import dims as D
 
+from experiments import _common as C
 from experiments._common import SHARED_DATA, command_line, results_dir, timed, write_result
 
 MLENERGY = "mlenergy-v3"
@@ -255,16 +256,6 @@ def figures(model, out_dir) -> list[str]:
     return written
 
 
-def _diagnostics_line(label: str, model) -> str:
-    from wattscape.inference.diagnostics import diagnostics_summary
-
-    d = diagnostics_summary(model.idata)
-    return (
-        f"{label}: max r_hat {d['max_r_hat']}, min ESS bulk {d['min_ess_bulk']}, "
-        f"divergences {d['divergences']}, sampler {d['sampler']}"
-    )
-
-
 def _summary(df: pd.DataFrame) -> pd.DataFrame:
     return (
         df.groupby("protocol")
@@ -334,14 +325,14 @@ def main(argv: list[str] | None = None) -> int:
             m = fit(catalog, args.sampler, args.seed, args.draws, args.tune, holdout_llms=held)
         rows = configs[(configs["source"] == MLENERGY) & configs["llm"].isin(held)]
         tables.append(predict_rows(m, rows, "leave-LLMs-out (ML.ENERGY v3, 20 %)"))
-        md.append(_diagnostics_line("leave-LLMs-out fit", m))
+        md.append(C.diagnostics_line("leave-LLMs-out fit", m))
         md.append(f"Held-out LLMs (seed {HOLDOUT_SEED}): {', '.join(held)}")
     if "b200" not in args.skip:
         with timed("leave-B200-out fit", log):
             m = fit(catalog, args.sampler, args.seed, args.draws, args.tune, exclude_gpus=[B200])
         rows = configs[(configs["source"] == MLENERGY) & (configs["gpu_model"] == B200)]
         tables.append(predict_rows(m, rows, "leave-GPU-generation-out (B200)"))
-        md.append(_diagnostics_line("leave-B200-out fit", m))
+        md.append(C.diagnostics_line("leave-B200-out fit", m))
     if tables:
         df = pd.concat(tables, ignore_index=True)
         summ = _summary(df)

@@ -5,7 +5,7 @@ What is modelled (see DESIGN.md, "The model"; priors in :mod:`wattscape.models.c
 Per-GPU power ``P`` of a configuration ``c`` (llm ``l``, exact card ``g``, parallel layout ``p``) in
 state ``s`` lives on the logit scale of ``P / (max_frac · TDP_g)``::
 
-    eta[c, s] = base[s] + x_c · beta[:, s] + [s busy] (b_llm[l] + b_gpu[g] + b_par[p])
+    eta[c, s] = base[s] + x_c · beta[:, s] + [s busy] (b_llm[l] + b_gpu[g] + b_par[p] + b_cfg[c])
                 + [s idle] b_gpu_idle[g] + [s busy] [p is a layer split] b_layer · log2(n_gpus)
 
 with ``x_c`` the standardised configuration covariates (log parameters, log active fraction, log TDP,
@@ -334,13 +334,15 @@ class PowerModel:
             b_gpu_idle = cfg["b_gpu_idle"].create_variable("b_gpu_idle")
             b_par = cfg["b_par"].create_variable("b_par")
             b_layer = cfg["b_layer"].create_variable("b_layer")
+            b_cfg = cfg["b_cfg"].create_variable("b_cfg")
             # LLM and layout effects move the busy states only; idle depends on the card and covariates
             eta = pm.Deterministic(
                 "eta",
                 base[None, :]
                 + pt.dot(x_cfg, beta)
                 + b_gpu_idle[c_gpu][:, None] * (1 - busy)[None, :]
-                + (b_llm[c_llm] + b_par[c_par] + b_gpu[c_gpu] + b_layer * layer_x)[:, None] * busy[None, :],
+                + (b_llm[c_llm] + b_par[c_par] + b_gpu[c_gpu] + b_layer * layer_x + b_cfg)[:, None]
+                * busy[None, :],
                 dims=(D.CONFIG, D.STATE),
             )
             level_slope = cfg["level_slope"].create_variable("level_slope") * slope_mask
@@ -741,20 +743,6 @@ class PowerModel:
         par = parallel_label(cfg.split, cfg.n_gpus, cfg.tensor_parallel)
         busy = np.array([s != D.IDLE for s in self.states], dtype=float)
         gname = spec.get("name", cfg.gpu_model)
-        busy_eff = (
-            self._effect(post, "b_llm", D.LLM, cfg.llm, rng)
-            + self._effect(post, "b_par", D.PARALLEL, par, rng)
-            + self._effect(post, "b_gpu", D.GPU_MODEL, gname, rng)
-        )
-        if "b_layer" in post:
-            busy_eff = busy_eff + post["b_layer"].values.reshape(n) * _layer_covariate([par], [cfg.n_gpus])[0]
-        idle_eff = self._effect(post, "b_gpu_idle", D.GPU_MODEL, gname, rng)
-        eta = (
-            post["base"].transpose(D.DRAW, D.STATE).values
-            + np.einsum("k,dks->ds", x, beta)
-            + idle_eff[:, None] * (1 - busy)[None, :]
-            + busy_eff[:, None] * busy[None, :]
-        )
         cid = config_id(cfg.llm, spec.get("name", cfg.gpu_model), par, cfg.precision or DEFAULT_PRECISION)
         seen = cid in [str(c) for c in post[D.CONFIG].values]
 
@@ -764,6 +752,22 @@ class PowerModel:
             other = tuple(d for d in post[name].dims if d not in (D.DRAW, D.CONFIG))
             return self._effect(post, name, D.CONFIG, "__new__", rng, other)
 
+        busy_eff = (
+            self._effect(post, "b_llm", D.LLM, cfg.llm, rng)
+            + self._effect(post, "b_par", D.PARALLEL, par, rng)
+            + self._effect(post, "b_gpu", D.GPU_MODEL, gname, rng)
+        )
+        if "b_cfg" in post:  # absent from posteriors of package versions before it
+            busy_eff = busy_eff + cfg_effect("b_cfg").reshape(n)
+        if "b_layer" in post:
+            busy_eff = busy_eff + post["b_layer"].values.reshape(n) * _layer_covariate([par], [cfg.n_gpus])[0]
+        idle_eff = self._effect(post, "b_gpu_idle", D.GPU_MODEL, gname, rng)
+        eta = (
+            post["base"].transpose(D.DRAW, D.STATE).values
+            + np.einsum("k,dks->ds", x, beta)
+            + idle_eff[:, None] * (1 - busy)[None, :]
+            + busy_eff[:, None] * busy[None, :]
+        )
         slope_gpu = self._effect(post, "b_slope_gpu", D.GPU_MODEL, spec.get("name", cfg.gpu_model), rng)
         if cfg.task is None:
             task_eff = self._effect(post, "b_task", TASK, "__new__", rng) if "b_task" in post else np.zeros(n)

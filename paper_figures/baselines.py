@@ -5,8 +5,9 @@ and the ACF MAE (lags 1–60), with the 1,000-draw bootstrap 95 % interval of th
 (:func:`wattscape.inference.metrics.bootstrap_median_ci`), as PROTOCOL.md aggregates.  The dotted lines
 are the acceptance targets of issue 6 (energy error ≤ 3 %, ACF R² ≥ 0.96).
 
-Input: ``<results>/accuracy.csv`` (leave-one-run-out, model and baselines); if it does not exist,
-``<results>/accuracy_baselines.csv`` (baselines only); ``--input`` names another file.
+Input: ``<results>/accuracy_nuts.csv`` (leave-one-run-out on NUTS fold fits, model and baselines), else
+``<results>/accuracy.csv`` (fast fold fits), else ``<results>/accuracy_baselines.csv`` (baselines only);
+``--input`` names another file.
 Output: ``<out>/baselines.png`` and ``.pdf``.
 """
 
@@ -24,7 +25,8 @@ from wattscape.inference import metrics as M
 from . import _style as S
 
 NAME = "baselines"
-INPUTS = ("accuracy.csv", "accuracy_baselines.csv")
+#: First found is drawn: the NUTS-fold table (honest intervals), the fast-fold one, baselines only.
+INPUTS = ("accuracy_nuts.csv", "accuracy.csv", "accuracy_baselines.csv")
 METRICS = (
     ("energy_error_pct", "absolute energy error (%)", 3.0),
     ("acf_r2", "ACF R² (lags 1–60; symlog axis)", 0.96),
@@ -42,7 +44,7 @@ def accuracy_input(args: argparse.Namespace) -> Path:
         if path.is_file():
             return path
     raise S.MissingInputError(
-        f"missing input file: {Path(args.results) / INPUTS[0]} (nor {INPUTS[1]}); "
+        f"missing input file: {Path(args.results) / INPUTS[1]} (nor {INPUTS[0]}, {INPUTS[2]}); "
         "run `python -m experiments.accuracy`"
     )
 

@@ -8,7 +8,8 @@ period of the table: 1 s and 30 s for ``experiments.calibration``).  Shown with
 Wilson 95 % intervals of a binomial proportion.  With the PIT of each run's energy (``energy_pit``) the
 full curve ``coverage(L) = #{|PIT − ½| ≤ L/2} / n`` and the PIT histogram are drawn too.
 
-Input: the first of ``<results>/calibration*.csv`` that holds per-run interval columns, else
+Input: ``<results>/calibration_nuts.csv`` (NUTS fold fits), else the first other ``calibration*.csv`` that holds
+per-run interval columns, else
 ``<results>/accuracy.csv`` (``--input`` names another file).  A missing input ends with exit status 2 and
 a message naming the file.
 Output: ``<out>/calibration.png`` and ``.pdf``.
@@ -45,11 +46,13 @@ def wilson(k: float, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def calibration_input(args: argparse.Namespace) -> Path:
-    """``--input``, else a ``calibration*.csv`` with per-run interval columns, else ``accuracy.csv``."""
+    """``--input``, else a ``calibration*.csv`` with per-run interval columns (``calibration_nuts.csv``, from
+    NUTS fold fits, first: the fast fits' intervals are too narrow), else ``accuracy.csv``."""
     if args.input is not None:
         return S.require(args.input)
     results = Path(args.results)
-    for path in sorted(results.glob("calibration*.csv")):
+    found = sorted(results.glob("calibration*.csv"), key=lambda p: (p.name != "calibration_nuts.csv", p.name))
+    for path in found:
         cols = set(pd.read_csv(path, comment="#", nrows=0).columns)
         if cols & set(PER_RUN):
             return path

@@ -114,6 +114,22 @@ def test_unseen_llm_and_gpu_get_wider_intervals(fitted):
     assert new_llm > seen and new_gpu > seen
 
 
+def test_unseen_pair_of_seen_llm_and_card_draws_its_interaction(fitted):
+    """llm-b and A100-PCIe-40GB are both fitted, never together: the pair draws a new ``b_cfg``."""
+    post = fitted.posterior
+    assert "b_cfg" in post and post["b_cfg"].dims[-1] == D.CONFIG
+    assert "llm-b|A100-PCIe-40GB|none1|float16" not in [str(c) for c in post[D.CONFIG].values]
+
+    def busy_logit_sd(gpu):
+        cfg = ServingConfig(llm="llm-b", params_b=13.0, gpu_model=gpu, task="synthetic-bench:chat")
+        ds = fitted.config_params(cfg, n_draws=2000, seed=4)
+        return float(ds["level_logit_loc"].sel(state=D.ACTIVE).isel(component=0).std())
+
+    sigma = float(post["b_cfg_sigma"].mean())
+    seen, unseen = busy_logit_sd("A100-SXM4-40GB"), busy_logit_sd("A100-PCIe-40GB")
+    assert unseen**2 > seen**2 + 0.5 * sigma**2
+
+
 def test_save_load_round_trip_and_refusal(fitted, tmp_path):
     path = fitted.save(tmp_path / "post.nc")
     loaded = PowerModel.load(path)
