@@ -14,7 +14,7 @@ time, and the total.
 Usage::
 
     python -m experiments.all                    # everything, fast fits
-    python -m experiments.all --fit nuts         # NUTS fits (hours)
+    python -m experiments.all --fit nuts         # NUTS fold fits, results as <name>_nuts (hours)
     python -m experiments.all --quick            # CI-sized
     python -m experiments.all --only accuracy calibration
 """
@@ -61,11 +61,10 @@ def commands(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     quick = ["--quick"] if args.quick else []
     fold = ["--fit", args.fit, "--cache", str(args.cache)]
     out = ["--out", out_dir] if out_dir else []
+    # NUTS-fold results sit beside the fast-fold ones (``<name>_nuts``), so neither overwrites the other
     cmds: dict[str, list[str]] = {
-        "accuracy": [*quick, *fold, *out],
-        "generalisation": [*quick, *fold, *out],
-        "calibration": [*quick, *fold, *out],
-        "ablation": [*quick, *fold, *out],
+        n: [*quick, *fold, *out, *(["--name", f"{n}_nuts"] if args.fit == "nuts" else [])]
+        for n in ("accuracy", "generalisation", "calibration", "ablation")
     }
     sampler = "fast" if args.fit == "fast" else "numpyro"
     mc = ["--sampler", sampler, *(["--out-dir", out_dir] if out_dir else [])]

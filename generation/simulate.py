@@ -5,11 +5,18 @@ sequence of contiguous segments ``[start_j, start_{j+1})``, each with a state (i
 workload covariates (``log2`` batch occupancy, prompt tokens, output tokens).  Emission model (one
 configuration, one posterior draw, see ``wattscape.models.params``):
 
-* **segment level** of a TP group in segment ``j``: mixture component ``k ~ Cat(level_weight[s])`` and
-  ``L = level_loc[s, k] + level_slope[s]·(x_j − x_ref) + level_scale[s, k]·z_j``, **shared by every GPU of
+* **segment level** of a TP group in segment ``j``: mixture component ``k ~ Cat(level_weight[s])`` and,
+  on the **logit link** when the parameters carry it (``models.params.LOGIT_LEVEL_VARS``; a fitted
+  ``PowerModel``'s do),
+  ``L = level_max_w · sigmoid(level_logit_loc[s, k] + level_logit_slope[s]·(x_j − x_ref) +
+  level_logit_scale[s, k]·z_j)`` — bounded by ``level_max_w`` at any workload, the same form as
+  ``replay._levels`` — else on the **tangent** (linear) form
+  ``L = level_loc[s, k] + level_slope[s]·(x_j − x_ref) + level_scale[s, k]·z_j`` (exact only near
+  ``x_ref``: it over-states levels far from it and can exceed TDP).  ``L`` is **shared by every GPU of
   the group** (they run the same batch step; the fitted level is the mean over a run's GPUs, see
-  ``inference.stats``), so the group sum is ``n L`` with sd ``n·level_scale``; GPUs of a group differ only
-  through their residuals;
+  ``inference.stats``), so the group sum is ``n L`` (sd ``n·level_scale`` on the tangent); GPUs of a
+  group differ only through their residuals.  Levels are drawn once per segment (one sigmoid per
+  segment, never per time step);
 * **residual**: one AR(1) process per GPU on the output grid, ``r_t = φ r_{t−1} + sqrt(1−φ²) σ_t ε_t`` with
   ``σ_t²`` the time-weighted ``resid_scale[s]²`` over bin ``t`` and ``φ`` *shared by the configuration*
   (the mean of ``ar_coef`` over states, raised to ``dt / ar_step_s``).  When the output step ``dt`` is longer
@@ -19,14 +26,16 @@ configuration, one posterior draw, see ``wattscape.models.params``):
   longer than ``dt`` (no-op otherwise: a block mean over ``dt`` already averages at least as much);
 * **power cap** (optional, W per GPU): segment levels are clipped at the cap, and the work above it takes
   longer: prefill and decode dwell times are stretched by ``max(1, E[level_s]/cap) ** cap_time_exponent``
-  (exponent 1: compute-bound work keeps its energy and takes longer; 0: no slow-down, energy lost). See
-  :func:`cap_stretch`.
+  (exponent 1: compute-bound work keeps its energy and takes longer; 0: no slow-down, energy lost);
+  ``E[level_s]`` is the mixture mean at the reference workload on the link the parameters carry
+  (:func:`mean_levels`).  See :func:`cap_stretch`.
 
 Power values are **bin means** over ``[t_i, t_i + dt)``: a segment boundary inside a bin is split by its
 exact fraction (scatter-add of level changes, then cumsum), so energy is exact on any grid.
 
 Aggregation-aware path (:func:`request_grid`, :func:`aggregate_levels`): when only sums over GPUs are
-wanted, the group sum ``n L = n (μ_k + slope·x + σ_k z)`` is drawn directly per segment, the level changes of
+wanted, the group sum ``n L`` (e.g. ``n (μ_k + slope·x + σ_k z)`` on the tangent) is drawn directly per
+segment, the level changes of
 all groups are scatter-added onto each target's grid (rack, row or facility) in one scatter, and the summed
 residual is drawn once per target as one AR(1) with innovation variance = sum of the GPUs' variances (a sum
 of independent AR(1) processes with a shared coefficient is one AR(1)).  Exact in distribution; cost ∝
@@ -106,6 +115,12 @@ class EmissionParams(NamedTuple):
     itl_base_s: jax.Array  # (draw,)
     itl_per_seq_s: jax.Array  # (draw,)
     dwell_sigma: jax.Array  # (draw, 3)
+    # logit-link levels (``models.params.LOGIT_LEVEL_VARS``); without them lg_loc and lg_scale have 0
+    # components (a static shape, so jitted code branches on it at trace time: see :func:`has_logit`)
+    lg_loc: jax.Array  # (draw, 3, K) logit-link level location, or (draw, 3, 0)
+    lg_scale: jax.Array  # (draw, 3, K) logit-link level sd, or (draw, 3, 0)
+    lg_slope: jax.Array  # (draw, 3, n_cov) logit-link slope per unit log2 (zeros without the link)
+    max_w: jax.Array  # (draw,) W: the level is max_w · sigmoid(...) (zeros without the link)
 
 
 def state_index_map(params: xr.Dataset) -> np.ndarray:
@@ -131,8 +146,16 @@ def emission_params(params: xr.Dataset, draws: np.ndarray | None = None) -> Emis
         Follows :func:`wattscape.models.params.validate_config_params`.
     draws : array of int, optional
         Positions along ``draw`` to keep (default all).
+
+    Returns
+    -------
+    EmissionParams
+        float32 arrays with a leading ``draw`` dim.  When ``params`` carries the logit-link level variables
+        (``models.params.LOGIT_LEVEL_VARS``) they fill ``lg_loc``, ``lg_scale``, ``lg_slope`` and ``max_w``
+        and every segment level uses that link (:func:`has_logit`); else ``lg_loc`` and ``lg_scale`` have
+        no components and levels use the tangent (``loc``, ``slope``, ``scale``).
     """
-    from wattscape.models.params import validate_config_params
+    from wattscape.models.params import LOGIT_LEVEL_VARS, validate_config_params
 
     validate_config_params(params)
     if draws is not None:
@@ -147,6 +170,8 @@ def emission_params(params: xr.Dataset, draws: np.ndarray | None = None) -> Emis
     n_d = params.sizes[D.DRAW]
     ref = np.asarray(params.attrs.get("covariate_ref", [0.0] * _N_COV), dtype=np.float64)
     f32 = partial(jnp.asarray, dtype=jnp.float32)
+    logit = all(v in params for v in LOGIT_LEVEL_VARS)
+    none_k = np.zeros((n_d, len(SIM_STATES), 0))
     return EmissionParams(
         loc=f32(per_state("level_loc")),
         scale=f32(per_state("level_scale")),
@@ -160,6 +185,10 @@ def emission_params(params: xr.Dataset, draws: np.ndarray | None = None) -> Emis
         itl_base_s=f32(params["itl_base_s"].values),
         itl_per_seq_s=f32(params["itl_per_seq_s"].values),
         dwell_sigma=f32(per_state("dwell_sigma")),
+        lg_loc=f32(per_state("level_logit_loc") if logit else none_k),
+        lg_scale=f32(per_state("level_logit_scale") if logit else none_k),
+        lg_slope=f32(per_state("level_logit_slope") if logit else np.zeros_like(per_state("level_slope"))),
+        max_w=f32(params["level_max_w"].values if logit else np.zeros(n_d)),
     )
 
 
@@ -168,10 +197,38 @@ def take_draw(p: EmissionParams, i: int) -> EmissionParams:
     return EmissionParams(*(a[i] for a in p))
 
 
+def has_logit(p: EmissionParams) -> bool:
+    """Whether ``p`` carries the logit-link levels (static: read from a shape, so usable under ``jit``)."""
+    return p.lg_loc.shape[-1] > 0
+
+
+def _level_tables(p: EmissionParams) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Location, sd and slope of the segment level on its link scale: logit link if present, else tangent."""
+    return (p.lg_loc, p.lg_scale, p.lg_slope) if has_logit(p) else (p.loc, p.scale, p.slope)
+
+
+def _link(p: EmissionParams, eta: jax.Array) -> jax.Array:
+    """Segment level (W) from its value on the link scale: ``max_w · sigmoid(eta)``, or ``eta`` (tangent)."""
+    return p.max_w * jax.nn.sigmoid(eta) if has_logit(p) else eta
+
+
+#: Gauss–Hermite nodes and weights (probabilists', weights summing to 1) for E[f(Z)], Z ~ N(0, 1).
+_GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(40)
+_GH_W = _GH_W / _GH_W.sum()
+
+
 def mean_levels(p: EmissionParams) -> jax.Array:
-    """Mixture mean level per state at the reference workload, (..., 3) W."""
+    """Mixture mean level per state at the reference workload, (..., 3) W.
+
+    On the logit link ``Σ_k w_k · max_w · E[sigmoid(lg_loc_k + lg_scale_k Z)]`` (40-node Gauss–Hermite,
+    exact to float32 for any sd a fit gives); on the tangent ``Σ_k w_k loc_k``.
+    """
     w = jnp.diff(p.cumw, axis=-1, prepend=0.0)
-    return (w * p.loc).sum(-1)
+    if not has_logit(p):
+        return (w * p.loc).sum(-1)
+    x, gw = jnp.asarray(_GH_X, jnp.float32), jnp.asarray(_GH_W, jnp.float32)
+    e = (jax.nn.sigmoid(p.lg_loc[..., None] + p.lg_scale[..., None] * x) * gw).sum(-1)  # (..., 3, K)
+    return p.max_w[..., None] * (w * e).sum(-1)
 
 
 def cap_stretch(p: EmissionParams, cap_w: float | None, exponent: float = 1.0) -> jax.Array:
@@ -209,17 +266,20 @@ def _per_state(table, state):
 
 
 def _component_stats(p: EmissionParams, key, state, cov):
-    """Mean (W) and sd (W) of the per-GPU segment level, given a drawn component; shapes like ``state``."""
+    """Mean and sd of the per-GPU segment level on its link scale (W on the tangent, logits on the logit
+    link; :func:`_link` turns ``mean + sd z`` into the level), given a drawn component; shapes like
+    ``state``."""
+    loc_t, sd_t, slope_t = _level_tables(p)
     u = fast_uniform(key, state.shape)
-    n_k = p.loc.shape[-1]
+    n_k = loc_t.shape[-1]
     cumw = [_per_state(p.cumw[:, k], state) for k in range(n_k - 1)]
     k = sum((u > c).astype(jnp.int32) for c in cumw) if n_k > 1 else jnp.zeros(state.shape, jnp.int32)
-    loc = _per_state(p.loc[:, 0], state)
-    sd = _per_state(p.scale[:, 0], state)
+    loc = _per_state(loc_t[:, 0], state)
+    sd = _per_state(sd_t[:, 0], state)
     for j in range(1, n_k):
-        loc = jnp.where(k == j, _per_state(p.loc[:, j], state), loc)
-        sd = jnp.where(k == j, _per_state(p.scale[:, j], state), sd)
-    slope = sum(_per_state(p.slope[:, c], state) * (cov[..., c] - p.cov_ref[c]) for c in range(_N_COV))
+        loc = jnp.where(k == j, _per_state(loc_t[:, j], state), loc)
+        sd = jnp.where(k == j, _per_state(sd_t[:, j], state), sd)
+    slope = sum(_per_state(slope_t[:, c], state) * (cov[..., c] - p.cov_ref[c]) for c in range(_N_COV))
     return loc + slope, sd
 
 
@@ -227,12 +287,13 @@ def group_levels(p, key, state, cov, n_gpu, cap_w=None, max_gpus=8):
     """Sum over the ``n_gpu`` GPUs of a TP group of their (shared) segment level, per segment (W).
 
     The GPUs of a group share one level ``L`` (see the module docstring), so the sum is ``n_gpu · L`` —
-    ``n μ + n σ z`` — and with a cap ``n_gpu · min(L, cap)``.  ``max_gpus`` is unused (kept for callers).
+    ``n μ + n σ z`` on the tangent, ``n max_w sigmoid(η + σ z)`` on the logit link — and with a cap
+    ``n_gpu · min(L, cap)``.  ``max_gpus`` is unused (kept for callers).
     """
     del max_gpus
     k1, k2 = jax.random.split(key)
     mu, sd = _component_stats(p, k1, state, cov)
-    lv = mu + sd * fast_normal(k2, state.shape)
+    lv = _link(p, mu + sd * fast_normal(k2, state.shape))
     if cap_w is not None:
         lv = jnp.minimum(lv, cap_w)
     return n_gpu.astype(jnp.float32) * lv
@@ -242,7 +303,7 @@ def gpu_levels(p, key, state, cov, n_gpu: int, cap_w=None):
     """Per-GPU segment levels (..., S, n_gpu) W: one level per segment, shared by the GPUs of the group."""
     k1, k2 = jax.random.split(key)
     mu, sd = _component_stats(p, k1, state, cov)
-    lv = mu + sd * fast_normal(k2, state.shape)
+    lv = _link(p, mu + sd * fast_normal(k2, state.shape))
     lv = lv if cap_w is None else jnp.minimum(lv, cap_w)
     return jnp.broadcast_to(lv[..., None], (*lv.shape, n_gpu))
 
@@ -391,20 +452,22 @@ def _kind_levels(p: EmissionParams, key, state: int, shape, cov_terms, cap_w):
     """Shared (per-GPU) levels of segments that all have the same ``state`` (scalar parameters: no gathers).
 
     Multiply by the GPUs of the group for the group sum (the level is shared, see the module docstring).
+    Logit link or tangent as ``p`` carries (:func:`has_logit`); ``cov_terms`` None: at the reference workload.
     """
     k1, k2 = jax.random.split(key)
-    n_k = p.loc.shape[-1]
-    loc, sd = p.loc[state, 0], p.scale[state, 0]
+    loc_t, sd_t, slope_t = _level_tables(p)
+    n_k = loc_t.shape[-1]
+    loc, sd = loc_t[state, 0], sd_t[state, 0]
     if n_k > 1:
         u = fast_uniform(k1, shape)
         loc, sd = jnp.full(shape, loc), jnp.full(shape, sd)
         for j in range(1, n_k):
             hit = u > p.cumw[state, j - 1]
-            loc = jnp.where(hit, p.loc[state, j], loc)
-            sd = jnp.where(hit, p.scale[state, j], sd)
+            loc = jnp.where(hit, loc_t[state, j], loc)
+            sd = jnp.where(hit, sd_t[state, j], sd)
     if cov_terms is not None:
-        loc = loc + sum(p.slope[state, c] * (cov_terms[c] - p.cov_ref[c]) for c in range(_N_COV))
-    lv = loc + sd * fast_normal(k2, shape)
+        loc = loc + sum(slope_t[state, c] * (cov_terms[c] - p.cov_ref[c]) for c in range(_N_COV))
+    lv = _link(p, loc + sd * fast_normal(k2, shape))
     return lv if cap_w is None else jnp.minimum(lv, cap_w)
 
 
@@ -598,6 +661,7 @@ def naive_markov_scan(key, p: EmissionParams, mean_dwell_s, transition, *, n_gpu
     phi = jnp.clip(p.ar_coef, 0.0, 0.999)
     cumt = jnp.cumsum(transition, -1)
     ref = p.cov_ref
+    loc_t, sd_t, slope_t = _level_tables(p)
 
     def step(carry, k):
         s, level, r = carry
@@ -606,9 +670,9 @@ def naive_markov_scan(key, p: EmissionParams, mean_dwell_s, transition, *, n_gpu
         nxt = (jax.random.uniform(kn, (n_gpus,))[:, None] > cumt[s][:, :-1]).sum(-1)
         s2 = jnp.where(go, nxt, s)
         kk = (jax.random.uniform(kc, (n_gpus,))[:, None] > p.cumw[s2][:, :-1]).sum(-1)
-        loc = jnp.take_along_axis(p.loc[s2], kk[:, None], -1)[:, 0]
-        sd = jnp.take_along_axis(p.scale[s2], kk[:, None], -1)[:, 0]
-        new = loc + sd * jax.random.normal(kz, (n_gpus,)) + (p.slope[s2] * 0.0 * ref).sum(-1)
+        loc = jnp.take_along_axis(loc_t[s2], kk[:, None], -1)[:, 0]
+        sd = jnp.take_along_axis(sd_t[s2], kk[:, None], -1)[:, 0]
+        new = _link(p, loc + sd * jax.random.normal(kz, (n_gpus,)) + (slope_t[s2] * 0.0 * ref).sum(-1))
         level = jnp.where(go, new, level)
         r = phi * r + jnp.sqrt(1 - phi**2) * jnp.sqrt(p.resid_var[s2]) * jax.random.normal(ke, (n_gpus,))
         # keep the carry's dtypes fixed whether or not 64-bit mode is on (PyMC's JAX samplers switch it on)
@@ -616,6 +680,6 @@ def naive_markov_scan(key, p: EmissionParams, mean_dwell_s, transition, *, n_gpu
         return (s2, level, r), level + r
 
     s0 = jnp.zeros((n_gpus,), jnp.int32)
-    init = (s0, p.loc[s0, 0].astype(jnp.float32), jnp.zeros((n_gpus,), jnp.float32))
+    init = (s0, _link(p, loc_t[s0, 0]).astype(jnp.float32), jnp.zeros((n_gpus,), jnp.float32))
     _, out = jax.lax.scan(step, init, jax.random.split(key, n_steps))
     return out.T

@@ -8,8 +8,8 @@ period of the table: 1 s and 30 s for ``experiments.calibration``).  Shown with
 Wilson 95 % intervals of a binomial proportion.  With the PIT of each run's energy (``energy_pit``) the
 full curve ``coverage(L) = #{|PIT − ½| ≤ L/2} / n`` and the PIT histogram are drawn too.
 
-Input: ``<results>/calibration_nuts.csv`` (NUTS fold fits), else the first other ``calibration*.csv`` that holds
-per-run interval columns, else
+Input: ``<results>/calibration_nuts.csv`` (NUTS fold fits), else the first other ``calibration*.csv``
+that holds per-run interval columns, else
 ``<results>/accuracy.csv`` (``--input`` names another file).  A missing input ends with exit status 2 and
 a message naming the file.
 Output: ``<out>/calibration.png`` and ``.pdf``.

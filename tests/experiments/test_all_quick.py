@@ -18,6 +18,7 @@ def test_quick_commands_share_the_cache_and_pass_quick():
     full = dict(ALL.commands(ALL.parse_args(["--fit", "nuts"])))
     acc = full["accuracy"]
     assert "--quick" not in acc and acc[acc.index("--fit") + 1] == "nuts"
+    assert acc[acc.index("--name") + 1] == "accuracy_nuts" and "--name" not in cmds["accuracy"]
     assert full["model_checks"][:2] == ["--sampler", "numpyro"] and "--skip" not in full["model_checks"]
     assert [n for n, _ in ALL.commands(ALL.parse_args(["--skip", "planning", "ablation"]))] == [
         "accuracy", "generalisation", "calibration", "model_checks"
