@@ -743,7 +743,7 @@ class PowerModel:
         par = parallel_label(cfg.split, cfg.n_gpus, cfg.tensor_parallel)
         busy = np.array([s != D.IDLE for s in self.states], dtype=float)
         gname = spec.get("name", cfg.gpu_model)
-        cid = config_id(cfg.llm, spec.get("name", cfg.gpu_model), par, cfg.precision or DEFAULT_PRECISION)
+        cid = config_id(cfg.llm, gname, par, cfg.precision or DEFAULT_PRECISION)
         seen = cid in [str(c) for c in post[D.CONFIG].values]
 
         def cfg_effect(name):

@@ -121,13 +121,9 @@ def test_tp_group_shares_one_level_so_the_sum_spreads_n_sigma(one_component):
         assert x.mean() == pytest.approx(n * float(p.loc[S.PREFILL_I, 0]), rel=0.01)
 
 
-def test_request_paths_agree_on_group_sums(one_component):
-    """Summed path (request_grid, one row per group) = per-GPU path summed over the group, in distribution.
-
-    Every group runs one request (prefill over [0, 50) s, decode until 100 s); the bin means of the group
-    sums must have the same mean and variance across groups: n² σ² from the shared level plus the residual.
-    """
-    p, n, g = one_component, 4, 3000
+def one_request_per_group(p, n: int, g: int):
+    """``g`` groups of ``n`` GPUs, each running one request (prefill over [0, 50) s, decode until 100 s) on
+    a 10 s grid: the group sums of the summed path (request_grid) and of the per-GPU path, (steps, groups)."""
     s = jnp.zeros((1, g))
     f = jnp.full((1, g), 50.0)
     e = jnp.full((1, g), 100.0)
@@ -138,8 +134,18 @@ def test_request_paths_agree_on_group_sums(one_component):
     )
     gpu = np.asarray(
         S.request_gpu_power(jax.random.key(4), p, s, f, e, ones, ones, ones, ar_step_s=0.1, **kw)
-    ).sum(-1)  # (steps, groups)
-    summed = grid[..., 0]
+    ).sum(-1)
+    return grid[..., 0], gpu
+
+
+def test_request_paths_agree_on_group_sums(one_component):
+    """Summed path (request_grid, one row per group) = per-GPU path summed over the group, in distribution.
+
+    Every group runs one request (prefill over [0, 50) s, decode until 100 s); the bin means of the group
+    sums must have the same mean and variance across groups: n² σ² from the shared level plus the residual.
+    """
+    n = 4
+    summed, gpu = one_request_per_group(one_component, n=n, g=3000)
     for b in (0, 7):  # a prefill bin and a decode bin
         assert gpu[b].mean() == pytest.approx(summed[b].mean(), rel=0.01)
         assert gpu[b].var() == pytest.approx(summed[b].var(), rel=0.1)

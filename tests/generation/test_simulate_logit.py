@@ -19,6 +19,8 @@ from wattscape.generation.topology import parse_site
 from wattscape.models import dims as D
 from wattscape.models.params import example_config_params, validate_config_params
 
+from tests.generation.test_simulate import one_request_per_group
+
 PROMPT_C = D.COVARIATES.index("log2_prompt_tokens")
 
 
@@ -198,19 +200,8 @@ def test_request_paths_agree_on_group_sums_logit(one_component):
     """Mirror of the tangent path-agreement test: summed (request_grid) = per-GPU path summed over the group,
     and both match the logit closed form at the requests' covariates (batch, prompt and output of 1)."""
     prm, p = one_component
-    n, g = 4, 3000
-    s = jnp.zeros((1, g))
-    f = jnp.full((1, g), 50.0)
-    e = jnp.full((1, g), 100.0)
-    ones = jnp.ones((1, g))
-    kw = {"n_gpu": n, "n_steps": 10, "dt": 10.0}
-    grid = np.asarray(
-        S.request_grid(jax.random.key(3), p, s, f, e, ones, ones, ones, jnp.arange(g), n_rows=g, **kw)
-    )
-    gpu = np.asarray(
-        S.request_gpu_power(jax.random.key(4), p, s, f, e, ones, ones, ones, ar_step_s=0.1, **kw)
-    ).sum(-1)  # (steps, groups)
-    summed = grid[..., 0]
+    n = 4
+    summed, gpu = one_request_per_group(p, n=n, g=3000)
     for b, state in ((0, D.PREFILL), (7, D.DECODE)):
         mean, sd = closed_form(prm, state, (0.0, 0.0, 0.0), logit=True)
         assert gpu[b].mean() == pytest.approx(summed[b].mean(), rel=0.01)
