@@ -5,7 +5,8 @@ Cases (example parameter draws, ``models.params.example_config_params``, H100 TD
 (a) one 8-GPU server (TP8) at 100 ms for 1 h, one draw, **per-GPU output**;
 (b) 10,000 GPUs (1,250 servers × 8, TP8) × 24 h at 1 s, one draw, **facility output**, Azure-shaped diurnal
     traffic at a mean of ``--rate`` requests/s per server (default 0.15, the shipped ``azure_day_1000``);
-(c) 100 draws × 1,000 GPUs (125 servers, TP8) × 1 h at 1 s, facility output, same traffic.
+(c) 100 draws × 1,000 GPUs (125 servers, TP8) × 1 h at 1 s, facility output, same traffic;
+(d) 100 draws × 10,000 GPUs × 1 h at 1 s, facility output, same traffic (for an accelerator; not by default).
 
 GPU-samples = draws × GPUs × time steps; rate = GPU-samples ÷ wall time of ``generate_site`` (end to end:
 traffic, serving, emissions, aggregation, bands) after a warm-up call that compiles; the best of three
@@ -20,7 +21,10 @@ timed: ``engine_gpu_samples_per_s`` (the three jitted programs ``generate_site``
 
 Usage::
 
-    python benchmarks/generate.py [--cases a b c] [--rate 0.15] [--devices 2]
+    python benchmarks/generate.py [--cases a b c] [--rate 0.15] [--devices 2] [--platform cpu|cuda]
+
+``--platform cuda`` runs the same cases on the first NVIDIA GPU (JAX with CUDA, one device); each row names
+the device (``device_kind``), so CPU and GPU figures from one run sit side by side.
 
 Writes ``results/benchmarks_generate.csv`` and ``.md`` and prints the table.
 """
@@ -68,7 +72,17 @@ CASES = {
         levels=("facility",),
         naive=(1000, 3600),
     ),
+    "d": dict(
+        desc="100 draws × 10,000 GPUs × 1 h, 1 s, facility",
+        servers=1250,
+        hours=1.0,
+        dt=1.0,
+        draws=100,
+        levels=("facility",),
+        naive=(1000, 3600),
+    ),
 }
+DEFAULT_CASES = ["a", "b", "c"]
 
 
 def _site(case: dict, rate: float):
@@ -216,6 +230,7 @@ def run_case(name: str, rate: float) -> dict:
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
         "requests_per_server_s": rate,
         "devices": len(jax.devices()),
+        "device_kind": jax.devices()[0].device_kind,
         "facility_mean_kw": float(ds["facility_power"].mean()) / 1e3,
         "load_1min": load_start,
     }
@@ -223,9 +238,10 @@ def run_case(name: str, rate: float) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--cases", nargs="+", default=DEFAULT_CASES, choices=list(CASES))
     ap.add_argument("--rate", type=float, default=0.15, help="mean requests/s per 8-GPU server")
     ap.add_argument("--devices", type=int, default=2, help="host CPU devices chunks are spread over")
+    ap.add_argument("--platform", default="cpu", choices=["cpu", "cuda"], help="JAX platform to run on")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one case, print JSON
     ap.add_argument("--out", default=str(ROOT / "results" / "benchmarks_generate"))
     args = ap.parse_args(argv)
@@ -234,11 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = []
     for name in args.cases:
-        env = {
-            **os.environ,
-            "JAX_PLATFORMS": "cpu",
-            "XLA_FLAGS": f"--xla_force_host_platform_device_count={args.devices}",
-        }
+        env = {**os.environ, "JAX_PLATFORMS": args.platform}
+        if args.platform == "cpu":
+            env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
         proc = subprocess.run(
             [sys.executable, __file__, "--one", name, "--rate", str(args.rate)],
             env=env,
