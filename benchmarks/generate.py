@@ -176,7 +176,7 @@ def _engine_rate(prm, site, rate: float) -> float:
     return site.n_servers * 8 * site.n_steps / float(np.median(walls))
 
 
-def run_case(name: str, rate: float) -> dict:
+def run_case(name: str, rate: float, chunk: int | None = None) -> dict:
     """Run one case in this process; returns its measurements."""
     import resource
 
@@ -187,7 +187,7 @@ def run_case(name: str, rate: float) -> dict:
     case = CASES[name]
     site = _site(case, rate)
     params = example_params_for_site(site, max(100, case["draws"]))
-    chunk = 250 if site.n_servers >= 1000 else 128
+    chunk = chunk or (250 if site.n_servers >= 1000 else 128)
     t = time.perf_counter()
     generate_site(params, site, seed=0, progress=False, chunk_groups=chunk)  # compiles
     compile_s = time.perf_counter() - t
@@ -231,6 +231,7 @@ def run_case(name: str, rate: float) -> dict:
         "requests_per_server_s": rate,
         "devices": len(jax.devices()),
         "device_kind": jax.devices()[0].device_kind,
+        "chunk_groups": chunk,
         "facility_mean_kw": float(ds["facility_power"].mean()) / 1e3,
         "load_1min": load_start,
     }
@@ -242,11 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=0.15, help="mean requests/s per 8-GPU server")
     ap.add_argument("--devices", type=int, default=2, help="host CPU devices chunks are spread over")
     ap.add_argument("--platform", default="cpu", choices=["cpu", "cuda"], help="JAX platform to run on")
+    ap.add_argument(
+        "--chunk", type=int, default=None, help="groups per chunk (default 128; 250 from 1,000 servers)"
+    )
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one case, print JSON
     ap.add_argument("--out", default=str(ROOT / "results" / "benchmarks_generate"))
     args = ap.parse_args(argv)
     if args.one:
-        print("RESULT " + json.dumps(run_case(args.one, args.rate)))
+        print("RESULT " + json.dumps(run_case(args.one, args.rate, args.chunk)))
         return 0
     rows = []
     for name in args.cases:
@@ -254,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.platform == "cpu":
             env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
         proc = subprocess.run(
-            [sys.executable, __file__, "--one", name, "--rate", str(args.rate)],
+            [sys.executable, __file__, "--one", name, "--rate", str(args.rate)]
+            + (["--chunk", str(args.chunk)] if args.chunk else []),
             env=env,
             capture_output=True,
             text=True,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Generation benchmark on a CUDA machine, GPU and its host CPUs side by side in one run.
 # Needs only jax (with CUDA), numpy, pandas, xarray and tqdm there: the package is put on the path from this
-# source tree, so nothing is installed.  Writes <out>/benchmarks_generate_{gpu,cpu}.{csv,md}.
+# source tree, so nothing is installed.  Writes <out>/benchmarks_generate_{gpu,gpu_chunk2000,cpu}.{csv,md}.
 #   bash benchmarks/gpu.sh [OUT_DIR] [CASES...]      (default: results/ and cases a b c d)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,5 +18,7 @@ py=${PYTHON:-python3}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 # shellcheck disable=SC2086
 "$py" "$root/benchmarks/generate.py" --cases $cases --platform cuda --out "$out/benchmarks_generate_gpu" || echo "GPU run failed"
+# shellcheck disable=SC2086
+"$py" "$root/benchmarks/generate.py" --cases $cases --platform cuda --chunk 2000 --out "$out/benchmarks_generate_gpu_chunk2000" || echo "GPU run failed"
 # shellcheck disable=SC2086
 "$py" "$root/benchmarks/generate.py" --cases $cases --platform cpu --devices "$(nproc)" --out "$out/benchmarks_generate_cpu"

@@ -253,7 +253,8 @@ def generate_site(
     Notes
     -----
     Each chunk of groups is a few jitted programs (requests → serving times → levels → grid), dispatched
-    asynchronously to the host CPU devices in turn (``XLA_FLAGS=--xla_force_host_platform_device_count=N``)
+    asynchronously to the devices of JAX's default backend in turn (the host CPU devices,
+    ``XLA_FLAGS=--xla_force_host_platform_device_count=N``, or a GPU when JAX has one)
     with a few chunks in flight across chunks, server types and draws; results are summed on the host in
     float64 as they arrive.
     """
@@ -278,7 +279,7 @@ def generate_site(
         _chunking(f.servers * f.groups_per_server, chunk_groups)[1] for f in site.fleet
     )
     bar = tqdm(total=n_jobs, desc=f"generate {site.name}", unit="chunk", disable=not progress)
-    pipe = _Pipeline(jax.local_devices(backend="cpu"), bar)
+    pipe = _Pipeline(jax.local_devices(), bar)
     for fi, prm in enumerate(prms):
         _FleetRun(site, fi, prm, seed, n_draws, chunk_groups, lv, n_rows, pipe, finest).run(draw_ids)
     pipe.drain()
@@ -313,7 +314,7 @@ def generate_site(
 
 
 class _Pipeline:
-    """Jobs dispatched asynchronously to the CPU devices in turn; their results consumed on the host in order.
+    """Jobs dispatched asynchronously to the devices in turn; their results consumed on the host in order.
 
     At most ``2 × devices`` jobs are in flight, so every device has one queued while the host consumes.
     """
