@@ -38,8 +38,8 @@ resid_group_dev (resid_group)    centred log deviation of a (run, state) with en
 sigma_summary (source)           scatter of configuration-summary power around the model (logit scale)
 itl_* / prefill_* / dwell_*      latency and dwell-time priors (log seconds, or log efficiency factors on
                                  the rooflines of ``hardware.latency_rooflines``; crossed ``itl_llm``,
-                                 ``itl_gpu``, ``itl_par``, ``prefill_gpu``, ``prefill_llm``, ``ctx_gpu``,
-                                 ``ctx_llm`` effects); log_itl_ctx_ratio: log of
+                                 ``itl_gpu``, ``itl_par``, ``prefill_gpu``, ``ctx_gpu`` effects);
+                                 log_itl_ctx_ratio: log of
                                  the per-step cost of one context token of one sequence relative to
                                  itl_base (attention over the KV cache: decode steps slow down as the
                                  context grows, so runtime is superlinear in the output length)
@@ -183,19 +183,15 @@ def default_model_config() -> dict[str, Any]:
             "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=8.0), dims=(D.CONFIG,), centered=False
         ),
         # prefill: the compute roofline (2 · active parameters FLOP per token / dense FLOP/s) times an
-        # efficiency factor with card and LLM effects; context cost: crossed card and LLM effects on its
-        # ratio to the decode step (HF generate's eager attention: 19x slower prompts on V100 than A100)
+        # efficiency factor with a card effect; context cost: a card effect on its ratio to the decode step
+        # (HF generate's eager attention: 19x slower prompts on V100 than A100).  No LLM effects on either:
+        # both costs scale with prompt × batch, so LLM effects formed a ridge with the card effects and the
+        # decode-step LLM effect (NUTS folds: r̂ up to 1.9 on log_prefill_cfg, up to 97 divergences).
         "prefill_gpu": Prior(
             "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=4.0), dims=(D.GPU_MODEL,), centered=False
         ),
-        "prefill_llm": Prior(
-            "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=4.0), dims=(D.LLM,), centered=False
-        ),
         "ctx_gpu": Prior(
             "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=4.0), dims=(D.GPU_MODEL,), centered=False
-        ),
-        "ctx_llm": Prior(
-            "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=4.0), dims=(D.LLM,), centered=False
         ),
         "log_itl_per_seq_ratio": Prior("Normal", mu=-4.0, sigma=1.5),
         # HF generate without a paged/flash kernel: measured on the 824 segments, a pooled ratio of about

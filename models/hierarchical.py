@@ -39,8 +39,8 @@ Evidence enters at three levels, each reduced to sufficient statistics (``wattsc
   configuration nobody measured keeps what its LLM and its card showed elsewhere:
   ``log itl_base[c] = roof_decode[c] + log_itl_base + x_c · beta_itl + itl_llm[l] + itl_gpu[g] +
   itl_par[p] + itl_cfg[c]``, ``log prefill_s_per_token[c] = roof_prefill[c] + log_prefill_s_per_token +
-  prefill_gpu[g] + prefill_llm[l]``, ``itl_per_seq = itl_base · e^log_itl_per_seq_ratio``, ``itl_ctx =
-  itl_base · e^(log_itl_ctx_ratio + ctx_gpu[g] + ctx_llm[l])`` (each decode step reads the KV cache of the
+  prefill_gpu[g]``, ``itl_per_seq = itl_base · e^log_itl_per_seq_ratio``, ``itl_ctx =
+  itl_base · e^(log_itl_ctx_ratio + ctx_gpu[g])`` (each decode step reads the KV cache of the
   whole context, so runtime grows superlinearly with the output length; ``output`` is the log's
   output-token limit); idle stretches are log-normal.  Transitions of the embedded chain (no self-loops)
   are conjugate Dirichlet–multinomial, computed exactly from the counts.
@@ -435,14 +435,12 @@ class PowerModel:
             itl_per_seq = itl_base * pt.exp(log_ratio)
             log_ctx = cfg["log_itl_ctx_ratio"].create_variable("log_itl_ctx_ratio")
             ctx_gpu = cfg["ctx_gpu"].create_variable("ctx_gpu")
-            ctx_llm = cfg["ctx_llm"].create_variable("ctx_llm")
             # s per step, per sequence, per context token
-            itl_ctx = itl_base * pt.exp(log_ctx + ctx_gpu[c_gpu] + ctx_llm[c_llm])
+            itl_ctx = itl_base * pt.exp(log_ctx + ctx_gpu[c_gpu])
             log_pf_eff = cfg["log_prefill_s_per_token"].create_variable("log_prefill_s_per_token")
             pf_gpu = cfg["prefill_gpu"].create_variable("prefill_gpu")
-            pf_llm = cfg["prefill_llm"].create_variable("prefill_llm")
             log_pf_tok = pm.Deterministic(
-                "log_prefill_cfg", roof_pf + log_pf_eff + pf_gpu[c_gpu] + pf_llm[c_llm], dims=D.CONFIG
+                "log_prefill_cfg", roof_pf + log_pf_eff + pf_gpu[c_gpu], dims=D.CONFIG
             )
             log_pf_over = cfg["log_prefill_overhead_s"].create_variable("log_prefill_overhead_s")
             dwell_sigma = cfg["dwell_sigma"].create_variable("dwell_sigma")
@@ -805,18 +803,9 @@ class PowerModel:
                 + eff("itl_par", D.PARALLEL, par)
                 + cfg_effect("itl_cfg").reshape(n)
             )
-            log_pf = (
-                roof_pf
-                + post["log_prefill_s_per_token"].values
-                + eff("prefill_gpu", D.GPU_MODEL, gname)
-                + eff("prefill_llm", D.LLM, cfg.llm)
-            )
+            log_pf = roof_pf + post["log_prefill_s_per_token"].values + eff("prefill_gpu", D.GPU_MODEL, gname)
         itl_base = np.exp(log_itl)
-        log_ctx_ratio = (
-            post["log_itl_ctx_ratio"].values
-            + eff("ctx_gpu", D.GPU_MODEL, gname)
-            + eff("ctx_llm", D.LLM, cfg.llm)
-        )
+        log_ctx_ratio = post["log_itl_ctx_ratio"].values + eff("ctx_gpu", D.GPU_MODEL, gname)
         return {
             "cfg": cfg,
             "spec": spec,
