@@ -1,12 +1,12 @@
 """Run every experiment in sequence, one subprocess each, sharing one folder of fold fits.
 
-Order: accuracy, generalisation, calibration, ablation, model_checks, planning.  ``--quick`` is passed
-through (CI-sized runs; model_checks and planning, which have no ``--quick``, get small settings instead:
-model_checks ``--sampler fast`` with only its PPC part, since generalisation already runs its ML.ENERGY
-hold-outs; planning one scenario, 1 h, 2 draws).  The leave-one-run-out fold fits of accuracy are written
-to ``--cache`` (default ``catalog/fits``, git-ignored) and reused by generalisation (one-run groups),
-calibration and ablation.  A failing experiment does not stop the others; the exit status is 1 if any
-failed.
+Order: accuracy, error_split, generalisation, calibration, ablation, model_checks, planning. ``--quick`` is
+passed through (CI-sized runs; model_checks and planning, which have no ``--quick``, get small settings
+instead: model_checks ``--sampler fast`` with only its PPC part, since generalisation already runs its
+ML.ENERGY hold-outs; planning one scenario, 1 h, 2 draws). The leave-one-run-out fold fits of accuracy are
+written to ``--cache`` (default ``catalog/fits``, git-ignored) and reused by error_split, generalisation
+(one-run groups), calibration and ablation. A failing experiment does not stop the others; the exit status
+is 1 if any failed.
 
 Writes ``results/experiments_all.csv`` / ``.md``: each experiment's exact command, exit status and wall
 time, and the total.
@@ -34,7 +34,15 @@ import pandas as pd
 from experiments import _common as C
 
 NAME = "experiments_all"
-EXPERIMENTS = ("accuracy", "generalisation", "calibration", "ablation", "model_checks", "planning")
+EXPERIMENTS = (
+    "accuracy",
+    "error_split",
+    "generalisation",
+    "calibration",
+    "ablation",
+    "model_checks",
+    "planning",
+)
 #: Default folder of shared fold fits (under the git-ignored ``catalog/``; relative to the repository root,
 #: where every experiment runs).
 DEFAULT_CACHE = "catalog/fits"
@@ -64,7 +72,7 @@ def commands(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     # NUTS-fold results sit beside the fast-fold ones (``<name>_nuts``), so neither overwrites the other
     cmds: dict[str, list[str]] = {
         n: [*quick, *fold, *out, *(["--name", f"{n}_nuts"] if args.fit == "nuts" else [])]
-        for n in ("accuracy", "generalisation", "calibration", "ablation")
+        for n in ("accuracy", "error_split", "generalisation", "calibration", "ablation")
     }
     sampler = "fast" if args.fit == "fast" else "numpyro"
     mc = ["--sampler", sampler, *(["--out-dir", out_dir] if out_dir else [])]
