@@ -81,7 +81,7 @@ def model_rows(catalog, ids: Sequence[str], args, log: dict) -> tuple[pd.DataFra
     subset (``--runs``) reproduces the same folds.
     """
     tables, notes = [], []
-    summaries = catalog.configs() if hasattr(catalog, "configs") else None
+    summaries = C.catalog_summaries(catalog)
     order = {r: k for k, r in enumerate(C.runs_with_log(catalog))}
     for rid in ids:
         k = order.get(rid, len(order))

@@ -119,13 +119,17 @@ def quick_groups(found: dict[str, dict[str, list[str]]]) -> list[str]:
 
 
 def fold_fit(catalog, key: str, group: str, members: dict[str, list[str]], args):
-    """The fold's cold fit: accuracy's file for a one-run group, else ``<key>-<group>-<mode>-s<seed>``."""
+    """The fold's cold fit: accuracy's file for a one-run group with accuracy's summaries, else
+    ``<key>-<group>-<mode>-s<seed>``."""
     held = members["all"]
     seed = C.fold_seed(catalog, members["scored"][0], args.seed)
-    label = None if len(held) == 1 else f"{key}-{group}"
+    # the group's own summary rows are out of the fit too; a one-run group whose summaries are accuracy's
+    # reuses accuracy's fold file
+    summaries = C.catalog_summaries(catalog, exclude={TS_PROTOCOLS[key][1]: group})
+    same = C.summaries_fingerprint(summaries) == C.summaries_fingerprint(C.catalog_summaries(catalog))
+    label = None if len(held) == 1 and same else f"{key}-{group}"
     model = C.fit_fold(
-        catalog, held, mode=args.fit, seed=seed, label=label, summaries=C.catalog_summaries(catalog),
-        cache=args.cache,
+        catalog, held, mode=args.fit, seed=seed, label=label, summaries=summaries, cache=args.cache
     )
     return model, seed
 

@@ -30,7 +30,7 @@ def fake_fit_fold(calls: list, catalog):
     def fit_fold(catalog_, holdout_runs, *, mode, seed, label=None, summaries=None, cache=None,
                  model_config=None):
         calls.append({"holdout": sorted(holdout_runs), "label": label, "seed": seed,
-                      "model_config": model_config})
+                      "model_config": model_config, "summaries": summaries})
         return FakeModel([r for r in all_ids if r not in set(holdout_runs)])
 
     return fit_fold

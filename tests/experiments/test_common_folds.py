@@ -19,36 +19,67 @@ def test_fold_seed_and_cache_name_follow_accuracy():
 
 
 def test_fit_fold_reuses_a_matching_cache_and_refits_a_stale_one(tmp_path, monkeypatch):
+    import types
+
+    import pandas as pd
     import wattscape.inference.stats as stats
     import wattscape.models.hierarchical as H
 
     fits = []
 
-    class Fake:
+    class Fake:  # the file holds "<model id>|<summaries fingerprint>"
         def __init__(self, model_config=None):
             self.id = "new" if model_config else "default"
+            self.idata = types.SimpleNamespace(attrs={})
 
         @classmethod
         def load(cls, path):
             m = cls()
-            m.id = path.read_text()
+            m.id, m.idata.attrs["fold_summaries"] = path.read_text().split("|")
             return m
 
         def fit(self, fd, **kw):
             fits.append(kw["sampler"])
 
         def save(self, path):
-            path.write_text(self.id)
+            path.write_text(f"{self.id}|{self.idata.attrs['fold_summaries']}")
 
     monkeypatch.setattr(H, "PowerModel", Fake)
     monkeypatch.setattr(stats, "fit_data_from_catalog", lambda *a, **k: None)
     cat = tiny_catalog()
     with pytest.raises(ValueError, match="needs a cache label"):
         C.fit_fold(cat, ["a", "b"], mode="fast", seed=0)
-    (tmp_path / "r-fast-s0.nc").write_text("default")
+    (tmp_path / "r-fast-s0.nc").write_text("default|none")
     assert C.fit_fold(cat, ["r"], mode="fast", seed=0, cache=tmp_path).id == "default"
     assert fits == []  # reused
     C.fit_fold(cat, ["r"], mode="nuts", seed=0, cache=tmp_path, model_config={"x": 1})
-    (tmp_path / "r-fast-s0.nc").write_text("stale")
+    (tmp_path / "r-fast-s0.nc").write_text("stale|none")
     C.fit_fold(cat, ["r"], mode="fast", seed=0, cache=tmp_path)
-    assert fits == ["numpyro", "fast"] and (tmp_path / "r-fast-s0.nc").read_text() == "default"
+    assert fits == ["numpyro", "fast"] and (tmp_path / "r-fast-s0.nc").read_text() == "default|none"
+    # the same model fitted with other summaries is refitted, and the file records the new ones
+    summ = pd.DataFrame({"source": ["s"], "llm": ["m"], "gpu_model": ["g"], "n_gpus": [1], "batch": [8],
+                         "avg_power_w": [300.0]})
+    C.fit_fold(cat, ["r"], mode="fast", seed=0, cache=tmp_path, summaries=summ)
+    assert fits[-1] == "fast" and len(fits) == 3
+    assert (tmp_path / "r-fast-s0.nc").read_text() == f"default|{C.summaries_fingerprint(summ)}"
+    C.fit_fold(cat, ["r"], mode="fast", seed=0, cache=tmp_path, summaries=summ)
+    assert len(fits) == 3  # reused
+
+
+def test_fold_summaries_add_the_shared_sources_and_drop_a_held_out_group(shared_data):
+    cat = tiny_catalog()
+    base = C.catalog_summaries(cat)
+    assert base is not None and {"mlenergy-v3", "llm-inference-bench"} <= set(base["source"])
+    assert C.catalog_summaries(cat, shared=False) is None  # the tiny catalog has none of its own
+    # an LLM goes with its other releases: Llama-2-7b-chat-hf drops LLM-Inference-Bench's Llama-2-7b-hf
+    no_llama = C.catalog_summaries(cat, exclude={"llm": "Llama-2-7b-chat-hf"})
+    assert (base["llm"] == "Llama-2-7b-hf").any() and not (no_llama["llm"] == "Llama-2-7b-hf").any()
+    assert len(no_llama) < len(base)
+    no_card = C.catalog_summaries(cat, exclude={"gpu_model": "A100-SXM4-40GB"})
+    assert not (no_card["gpu_model"] == "A100-SXM4-40GB").any() and len(no_card) > 0
+    no_count = C.catalog_summaries(cat, exclude={"n_gpus": 8})
+    assert not (no_count["n_gpus"].astype(int) == 8).any()
+    assert C.summaries_fingerprint(base) != C.summaries_fingerprint(no_card)
+    assert C.summaries_fingerprint(None) == "none"
+    with pytest.raises(KeyError, match="task"):
+        C.catalog_summaries(cat, exclude={"task": "chat"})

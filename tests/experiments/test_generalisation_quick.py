@@ -40,10 +40,18 @@ def test_time_series_protocols(tiny, tmp_path, monkeypatch):
     assert ("pcie-7b", "sxm-7b-a", "sxm-7b-b") in held and ("sxm-70b-4",) in held
     assert ("pcie-7b",) in held and ("sxm-70b-4", "sxm-7b-a", "sxm-7b-b") in held
     one_run = [c for c in calls if len(c["holdout"]) == 1]
-    assert all(c["label"] is None for c in one_run)  # accuracy's cache file
-    assert {c["label"] for c in calls if len(c["holdout"]) > 1} == {
+    # a one-run group reuses accuracy's cache file only when leaving its group out drops no summary row
+    full = C.summaries_fingerprint(C.catalog_summaries(tiny))
+    for c in one_run:
+        assert (c["label"] is None) == (C.summaries_fingerprint(c["summaries"]) == full)
+    assert [c["label"] for c in one_run if c["holdout"] == ["sxm-70b-4"]].count(None) == 1  # Llama-2-70b
+    assert "n_gpus-4" in {c["label"] for c in one_run}  # summaries of 4-GPU configurations left out
+    assert {
         "llm-Llama-2-7b-chat-hf", "gpu_card-A100-SXM4-40GB", "n_gpus-1"
-    }
+    } <= {c["label"] for c in calls if len(c["holdout"]) > 1}
+    for c in calls:  # the held-out group never reaches the fit through the summaries
+        if c["label"] == "gpu_card-A100-SXM4-40GB":
+            assert not (c["summaries"]["gpu_model"] == "A100-SXM4-40GB").any()
     table = C.read_result(tmp_path / "generalisation.csv")
     assert {"protocol", "group", "run_id", "method", "energy_error_pct", "acf_r2"} <= set(table.columns)
     assert set(table["protocol"]) == {v[0] for v in G.TS_PROTOCOLS.values()}
