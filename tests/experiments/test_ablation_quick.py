@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from wattscape.models import dims as D
 from wattscape.models.params import example_config_params
 
 from experiments import _common as C
 from experiments import ablation as A
 from tests.experiments._fakes import fake_fit_fold
-from tests.inference.synthetic_runs import make_run, tiny_catalog
-
-
-@pytest.fixture
-def tiny(monkeypatch):
-    cat = tiny_catalog()
-    monkeypatch.setattr(C, "energy_inference_catalog", lambda path=None: cat)
-    return cat
+from tests.inference.synthetic_runs import make_run
 
 
 def _params(n=6):

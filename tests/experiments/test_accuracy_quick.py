@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
 from wattscape.inference import evaluate as E
 
 from experiments import _common as C
 from experiments import accuracy as A
-from tests.inference.synthetic_runs import tiny_catalog
 from tests.inference.test_evaluate import standin_generator
-
-
-@pytest.fixture
-def tiny(monkeypatch):
-    cat = tiny_catalog()
-    monkeypatch.setattr(C, "energy_inference_catalog", lambda path=None: cat)
-    return cat
 
 
 def test_baselines_only_writes_headed_results(tiny, tmp_path, capsys):

@@ -8,14 +8,6 @@ import pytest
 from experiments import _common as C
 from experiments import calibration as K
 from tests.experiments._fakes import fake_fit_fold
-from tests.inference.synthetic_runs import tiny_catalog
-
-
-@pytest.fixture
-def tiny(monkeypatch):
-    cat = tiny_catalog()
-    monkeypatch.setattr(C, "energy_inference_catalog", lambda path=None: cat)
-    return cat
 
 
 def test_quick_writes_pit_and_coverage(tiny, tmp_path, monkeypatch):

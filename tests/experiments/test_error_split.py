@@ -13,7 +13,7 @@ from wattscape.models.params import example_config_params
 from experiments import _common as C
 from experiments import error_split as S
 from tests.experiments._fakes import fake_fit_fold
-from tests.inference.synthetic_runs import make_run, tiny_catalog
+from tests.inference.synthetic_runs import make_run
 
 
 # --- busy masks ----------------------------------------------------------------------------------------
@@ -141,13 +141,6 @@ def test_run_split_of_a_replay_with_half_the_runtime():
 
 
 # --- the script -------------------------------------------------------------------------------------------
-@pytest.fixture
-def tiny(monkeypatch):
-    cat = tiny_catalog()
-    monkeypatch.setattr(C, "energy_inference_catalog", lambda path=None: cat)
-    return cat
-
-
 def test_quick_writes_one_row_per_run_and_a_generated_reading(tiny, tmp_path, monkeypatch):
     calls: list = []
     monkeypatch.setattr(C, "fit_fold", fake_fit_fold(calls, tiny))

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from experiments import _common as C
 from experiments import generalisation as G
 from tests.experiments._fakes import FakeModel, fake_fit_fold
-from tests.inference.synthetic_runs import tiny_catalog
 
 # tiny_catalog: sxm-7b-a, sxm-7b-b (Llama-2-7b, A100-SXM4-40GB, 1 GPU), pcie-7b (Llama-2-7b, A100-PCIe-40GB,
 # 1 GPU), sxm-70b-4 (Llama-2-70b, A100-SXM4-40GB, 4 GPUs)
-
-
-@pytest.fixture
-def tiny(monkeypatch):
-    cat = tiny_catalog()
-    monkeypatch.setattr(C, "energy_inference_catalog", lambda path=None: cat)
-    return cat
 
 
 def test_groups_hold_out_whole_groups(tiny):
