@@ -85,6 +85,21 @@ def write_result(
     return csv_path, md_path
 
 
+def publish(
+    name: str,
+    table: pd.DataFrame,
+    markdown: str,
+    *,
+    command: str,
+    out_dir: str | os.PathLike | None = None,
+) -> tuple[Path, Path]:
+    """:func:`write_result`, then the Markdown to stdout and where both files went to stderr."""
+    csv_path, md_path = write_result(name, table, markdown, command=command, out_dir=out_dir)
+    print(markdown)
+    print(f"wrote {csv_path} and {md_path}", file=sys.stderr)
+    return csv_path, md_path
+
+
 def read_result(path: str | os.PathLike) -> pd.DataFrame:
     """Read a result CSV written by :func:`write_result` (skipping its header comments)."""
     return pd.read_csv(path, comment="#")

@@ -290,9 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = no_pooling_overrides(args.pool_sd) if "no_pooling" in args.variants else {}
     table = fold_rows(catalog, ids, args, timings)
     md = markdown(table, overrides=overrides, args=args, timings=timings)
-    csv_path, md_path = C.write_result(args.name, table, md, command=command, out_dir=args.out)
-    print(md)
-    print(f"wrote {csv_path} and {md_path}", file=sys.stderr)
+    C.publish(args.name, table, md, command=command, out_dir=args.out)
     return 0
 
 

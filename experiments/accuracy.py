@@ -195,9 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             notes.append(f"model not scored: {type(err).__name__}: {err}")
             traceback.print_exc()
     md = markdown(table, notes=notes, timings=timings)
-    csv_path, md_path = C.write_result(args.name, table, md, command=command, out_dir=args.out)
-    print(md)
-    print(f"wrote {csv_path} and {md_path}", file=sys.stderr)
+    C.publish(args.name, table, md, command=command, out_dir=args.out)
     summ = M.summarize(table[table["period_s"] == min(args.periods)], ["energy_error_pct"])
     print(summ[["method", "n", "median", "ci_low", "ci_high", "p90", "worst"]].to_string(index=False))
     return 0

@@ -262,9 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{len(ids)} held-out runs: {', '.join(ids)}", file=sys.stderr)
     table = fold_rows(catalog, ids, args, timings)
     md = markdown(table, timings)
-    csv_path, md_path = C.write_result(args.name, table, md, command=command, out_dir=args.out)
-    print(md)
-    print(f"wrote {csv_path} and {md_path}", file=sys.stderr)
+    C.publish(args.name, table, md, command=command, out_dir=args.out)
     return 0
 
 

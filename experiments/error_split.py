@@ -466,9 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("no run could be split; nothing written:\n" + "\n".join(notes), file=sys.stderr)
         return 1
     md = markdown(table, args=args, notes=notes, timings=timings)
-    csv_path, md_path = C.write_result(args.name, table, md, command=command, out_dir=args.out)
-    print(md)
-    print(f"wrote {csv_path} and {md_path}", file=sys.stderr)
+    C.publish(args.name, table, md, command=command, out_dir=args.out)
     return 0
 
 

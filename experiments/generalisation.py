@@ -342,9 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     complete = not args.quick and not args.groups and "llm" in args.protocols
     md = markdown(table, notes=notes, timings=timings, complete=complete)
-    csv_path, md_path = C.write_result(args.name, table, md, command=command, out_dir=args.out)
-    print(md)
-    print(f"wrote {csv_path} and {md_path}", file=sys.stderr)
+    C.publish(args.name, table, md, command=command, out_dir=args.out)
     return 0
 
 
