@@ -98,14 +98,19 @@ def test_cap_clips_levels_and_stretches_time(p):
     assert float(jnp.max(lv)) <= 400.0
 
 
-@pytest.fixture(scope="module")
-def one_component():
-    """One draw, one mixture component, wide segment levels and a small residual."""
+def one_component_params():
+    """Parameter draws with one mixture component, wide segment levels and a small residual."""
     prm = example_config_params(2, seed=5)
     prm["level_weight"][:] = np.array([1.0, 0.0])
     prm["level_scale"][:] = 40.0
     prm["resid_scale"][:] = 1.0
-    return S.take_draw(S.emission_params(prm), 0)
+    return prm
+
+
+@pytest.fixture(scope="module")
+def one_component():
+    """One draw of :func:`one_component_params`."""
+    return S.take_draw(S.emission_params(one_component_params()), 0)
 
 
 def test_tp_group_shares_one_level_so_the_sum_spreads_n_sigma(one_component):

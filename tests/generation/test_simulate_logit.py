@@ -19,7 +19,7 @@ from wattscape.generation.topology import parse_site
 from wattscape.models import dims as D
 from wattscape.models.params import example_config_params, validate_config_params
 
-from tests.generation.test_simulate import one_request_per_group
+from tests.generation.test_simulate import one_component_params, one_request_per_group
 
 PROMPT_C = D.COVARIATES.index("log2_prompt_tokens")
 
@@ -174,11 +174,7 @@ def test_logit_mean_levels_and_cap(prm, p):
 @pytest.fixture(scope="module")
 def one_component():
     """One draw, one mixture component, wide segment levels and a small residual, on the logit link."""
-    prm = example_config_params(2, seed=5)
-    prm["level_weight"][:] = np.array([1.0, 0.0])
-    prm["level_scale"][:] = 40.0
-    prm["resid_scale"][:] = 1.0
-    prm = add_logit(prm)
+    prm = add_logit(one_component_params())
     return prm, S.take_draw(S.emission_params(prm), 0)
 
 
