@@ -8,6 +8,7 @@ command that produced them and the package version (CSV: ``#`` comment lines, re
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shlex
 import sys
@@ -290,6 +291,18 @@ def _llm_family(name: str) -> str:
     return out
 
 
+@functools.cache
+def _shared_summaries() -> pd.DataFrame | None:
+    """Summaries of :data:`SUMMARY_SOURCES` (ingested once under ``catalog/summaries``; read once per
+    process), or None without the shared data."""
+    from wattscape.inference.catalog import build_catalog
+
+    sources = [SHARED_DATA / s for s in SUMMARY_SOURCES]
+    if not all(src.is_dir() for src in sources):
+        return None
+    return build_catalog(sources, CATALOG_DIR / "summaries", progress=False).configs()
+
+
 def catalog_summaries(catalog, *, exclude: dict | None = None, shared: bool = True):
     """Configuration summaries a held-out fold is fitted with.
 
@@ -313,13 +326,10 @@ def catalog_summaries(catalog, *, exclude: dict | None = None, shared: bool = Tr
     -------
     DataFrame or None
     """
-    from wattscape.inference.catalog import build_catalog
-
     parts = [catalog.configs()] if hasattr(catalog, "configs") else []
-    sources = [SHARED_DATA / s for s in SUMMARY_SOURCES]
-    if shared and all(src.is_dir() for src in sources):
-        parts.append(build_catalog(sources, CATALOG_DIR / "summaries", progress=False).configs())
-    parts = [p for p in parts if len(p)]
+    if shared:
+        parts.append(_shared_summaries())
+    parts = [p for p in parts if p is not None and len(p)]
     if not parts:
         return None
     out = pd.concat(parts, ignore_index=True).drop_duplicates(ignore_index=True)
