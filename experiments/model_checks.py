@@ -156,9 +156,9 @@ def ppc_table(model, catalog, n_draws: int = 200, per_segment: int = 20, seed: i
     eta = post["eta"].transpose(D.DRAW, D.CONFIG, D.STATE).values
     slope = post["level_slope"].transpose(D.DRAW, D.STATE, D.COVARIATE).values
     slope_gpu = post["b_slope_gpu"].transpose(D.DRAW, D.GPU_MODEL).values
-    prompt_gpu = (
-        post["b_prompt_slope_gpu"].transpose(D.DRAW, D.GPU_MODEL).values
-        if "b_prompt_slope_gpu" in post
+    context_gpu = (
+        post["b_context_slope_gpu"].transpose(D.DRAW, D.GPU_MODEL).values
+        if "b_context_slope_gpu" in post
         else np.zeros_like(slope_gpu)
     )
     log_lsd = post["log_level_scale"].transpose(D.DRAW, D.STATE).values
@@ -194,7 +194,7 @@ def ppc_table(model, catalog, n_draws: int = 200, per_segment: int = 20, seed: i
                 eta[:, c, si][:, None]
                 + (slope[:, si, :][:, None, :] * dx[None]).sum(-1) * busy
                 + (slope_gpu[:, g][:, None] * dx[None, :, 0] * busy)
-                + (prompt_gpu[:, g][:, None] * dx[None, :, 1] * busy)
+                + (context_gpu[:, g][:, None] * dx[None, :, 1] * busy)
             )
             level = mu + np.exp(lsd)[:, None] * rng.standard_normal(mu.shape)
             frac = max_frac * _sigmoid(level)[..., None] + np.exp(rsd)[:, None, None] * rng.standard_normal(

@@ -9,9 +9,10 @@ For one run and one configuration's parameter draws (``wattscape.models.params``
   client is replayed in *closed loop*: the next call is issued the logged think time after the previous one
   returns (its predicted end), so not even the start times of an offline loop (which follow the measured
   runtimes) set the timeline; without end times it falls back to open loop.  Each runs for a
-  *predicted* runtime ``(prefill_overhead_s + prefill_s_per_token·prompt·batch + output·(itl_base_s +
-  itl_per_seq_s·batch) + itl_ctx_s·batch·output·(prompt + output/2)) · exp(dwell_sigma·z)``
-  (``itl_ctx_s``: decode step cost per context token, 0 when the parameters have none; the fitted dwell
+  *predicted* runtime ``(prefill_overhead_s + prefill_s_per_token·prompt·batch + prefill_attn_s·batch·prompt²
+  + output·(itl_base_s + itl_per_seq_s·batch) + itl_ctx_s·batch·output·(prompt + output/2)) ·
+  exp(dwell_sigma·z)`` (``prefill_attn_s``: attention over the prompt; ``itl_ctx_s``: decode step cost per
+  context token; each 0 when the parameters have none; the fitted dwell
   likelihood: ``log runtime ~ Normal(log expected, dwell_sigma)``; ``output`` = the logged output-token
   limit).  ``z`` is drawn once per workload cell (the same prompt, output and batch) and shared by its calls:
   the runtime misfit is a function of the workload, not noise per call (measured on the 13 logged runs:
@@ -25,12 +26,16 @@ For one run and one configuration's parameter draws (``wattscape.models.params``
   level ``level_max_w · sigmoid(level_logit_loc[k] + level_logit_slope·(x − covariate_ref) +
   level_logit_scale[k]·z)`` when the parameters carry the logit link (a fitted PowerModel's do), else the
   tangent ``level_loc[k] + level_slope·(x − covariate_ref) + level_scale[k]·z`` clipped at 0 (``x`` = log2
-  batch, prompt and output tokens; idle stretches at the reference).  The tangent is exact only near the
-  reference: over the measured prompt sweeps (9 to 2,117 tokens) it put short-prompt inferences up to twice
-  their level.  The fitted level is the mean over the
-  configuration's GPUs, so the total is ``n_gpus × level``.  Level series are exact bin means: level changes
-  are scatter-added at the segment boundaries onto the run's own (possibly irregular) sample grid and
-  cumulated, as in :mod:`wattscape.generation.simulate`.
+  batch, mean context ``prompt + output/2`` and output tokens; idle stretches at the reference).  The
+  tangent is exact only near the reference: over the measured prompt sweeps (9 to 2,117 tokens) it put
+  short-prompt inferences up to twice their level.  Like the runtime noise, the component and ``z`` of a
+  level are drawn once per workload cell and shared by its calls: what the covariates leave unexplained is
+  a property of the workload, not noise per call (measured on the 13 logged runs: sd of log power 0.01-0.15
+  between calls of one cell, 0.24-0.43 between the cell means of a run), and independent draws per call
+  would average out over a run (run-energy intervals too narrow) and shorten the autocorrelation.  The
+  fitted level is the mean over the configuration's GPUs, so the total is ``n_gpus × level``.  Level
+  series are exact bin means: level changes are scatter-added at the segment boundaries onto the run's own
+  (possibly irregular) sample grid and cumulated, as in :mod:`wattscape.generation.simulate`.
 * **residual** — an AR(1) per GPU with stationary sd ``resid_scale`` and coefficient ``ar_coef`` per
   ``ar_step_s``; only the total is needed, so the ``n_gpus`` independent processes are drawn as one AR(1)
   with summed variance (DESIGN.md).  Per sample, variance and coefficient are those of the state in force,
@@ -80,6 +85,7 @@ class ReplayParams(NamedTuple):
     itl_base_s: jax.Array  # (draw,)
     itl_per_seq_s: jax.Array  # (draw,)
     itl_ctx_s: jax.Array  # (draw,) decode step time per sequence per context token (0 if absent)
+    prefill_attn_s: jax.Array  # (draw,) prefill time per sequence per prompt token² (0 if absent)
     dwell_sigma: jax.Array  # (draw,) log-normal sd of an inference's runtime
     lg_loc: jax.Array  # (draw, 3, K) logit-link level location (zeros without the logit variables)
     lg_scale: jax.Array  # (draw, 3, K) logit-link level sd
@@ -117,6 +123,7 @@ def replay_arrays(params: xr.Dataset) -> tuple[ReplayParams, bool, bool]:
         itl_base_s=f32(params["itl_base_s"].values),
         itl_per_seq_s=f32(params["itl_per_seq_s"].values),
         itl_ctx_s=f32(params["itl_ctx_s"].values if "itl_ctx_s" in params else np.zeros(n_d)),
+        prefill_attn_s=f32(params["prefill_attn_s"].values if "prefill_attn_s" in params else np.zeros(n_d)),
         dwell_sigma=f32(per_state("dwell_sigma")[:, DECODE_I]),
         lg_loc=f32(per_state("level_logit_loc") if logit else np.zeros_like(per_state("level_loc"))),
         lg_scale=f32(per_state("level_logit_scale") if logit else np.zeros_like(per_state("level_loc"))),
@@ -127,22 +134,26 @@ def replay_arrays(params: xr.Dataset) -> tuple[ReplayParams, bool, bool]:
 
 
 # --- pure JAX numerics (one draw; vmapped below) ------------------------------------------------------
-def _levels(p: ReplayParams, key, state: int, cov, logit: bool = False):
+def _levels(p: ReplayParams, key, state: int, cov, logit: bool = False, cell=None):
     """Segment levels (n,) W per GPU of segments in ``state``: mixture component, covariates, noise; ≥ 0.
 
     ``logit``: on the logit link, ``max_w · sigmoid(lg_loc[k] + lg_slope·(x − x0) + lg_scale[k]·z)``;
-    else the tangent ``loc[k] + slope·(x − x0) + scale[k]·z``."""
+    else the tangent ``loc[k] + slope·(x − x0) + scale[k]·z``.  ``cell`` (n,) int: segments of one
+    workload cell share their component and noise draw (None: one draw per segment)."""
     n = cov.shape[0]
     ku, kz = jax.random.split(key)
     u = jax.random.uniform(ku, (n,), jnp.float32)
+    z = jax.random.normal(kz, (n,), jnp.float32)
+    if cell is not None:
+        u, z = u[cell], z[cell]
     cumw = p.cumw[state]
     k = jnp.sum(u[:, None] > cumw[None, :-1], axis=1).astype(jnp.int32)
     if logit:
         eta = p.lg_loc[state][k] + (cov - p.cov_ref[None, :]) @ p.lg_slope[state]
-        return p.max_w * jax.nn.sigmoid(eta + p.lg_scale[state][k] * jax.random.normal(kz, (n,), jnp.float32))
+        return p.max_w * jax.nn.sigmoid(eta + p.lg_scale[state][k] * z)
     loc, sd = p.loc[state][k], p.scale[state][k]
     mu = loc + (cov - p.cov_ref[None, :]) @ p.slope[state]
-    return jnp.maximum(mu + sd * jax.random.normal(kz, (n,), jnp.float32), 0.0)
+    return jnp.maximum(mu + sd * z, 0.0)
 
 
 def _bin_means(times, values, init, edges):
@@ -160,7 +171,7 @@ def _bin_means(times, values, init, edges):
     return init + jnp.cumsum(a) - b
 
 
-def _timeline(p: ReplayParams, key, arrival, gap, pre_work, dec_work, cell, closed: bool):
+def _timeline(p: ReplayParams, key, arrival, gap, pre_time, dec_work, cell, closed: bool):
     """Start, prefill end and end (s) of each inference served one at a time.
 
     Open loop: ``end_j = max(a_j, end_{j-1}) + run_j`` (max-plus recursion).  Closed loop (a client that
@@ -170,7 +181,7 @@ def _timeline(p: ReplayParams, key, arrival, gap, pre_work, dec_work, cell, clos
     """
     z = jax.random.normal(key, arrival.shape, jnp.float32)[cell]
     noise = jnp.exp(p.dwell_sigma * z)
-    pre = (p.prefill_overhead_s + p.prefill_s_per_token * pre_work) * noise
+    pre = (p.prefill_overhead_s + pre_time) * noise
     run = pre + dec_work * noise
     c = jnp.cumsum(run)
     if closed:
@@ -239,15 +250,15 @@ def replay_draw(
     power (T,), start (N,), prefill_end (N,), end (N,)
     """
     k_t, k_a, k_p, k_i, k_0, k_r = jax.random.split(key, 6)
-    cov = jnp.log2(jnp.maximum(jnp.stack([batch, prompt, output], -1), 1.0))
-    pre_work = prompt * batch
+    cov = jnp.log2(jnp.maximum(jnp.stack([batch, D.context_tokens(prompt, output), output], -1), 1.0))
+    pre_time = p.prefill_s_per_token * prompt * batch + p.prefill_attn_s * batch * prompt**2
     dec_work = output * (p.itl_base_s + p.itl_per_seq_s * batch) + p.itl_ctx_s * batch * output * (
         prompt + 0.5 * output
     )  # the mean context over the decode steps
-    s, f, e = _timeline(p, k_t, arrival, gap, pre_work, dec_work, cell, closed)
+    s, f, e = _timeline(p, k_t, arrival, gap, pre_time, dec_work, cell, closed)
     ref = jnp.broadcast_to(p.cov_ref, cov.shape)
-    lv_dec = _levels(p, k_a, DECODE_I, cov, logit)
-    lv_pre = _levels(p, k_p, PREFILL_I, cov, logit) if phases else lv_dec
+    lv_dec = _levels(p, k_a, DECODE_I, cov, logit, cell)
+    lv_pre = _levels(p, k_p, PREFILL_I, cov, logit, cell) if phases else lv_dec
     lv_idle = _levels(p, k_i, IDLE_I, ref, logit)  # the idle stretch after each inference
     lv_0 = _levels(p, k_0, IDLE_I, ref[:1], logit)[0]  # before the first
     n = arrival.shape[0]

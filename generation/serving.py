@@ -46,8 +46,9 @@ from .simulate import DECODE_I, IDLE_I, PREFILL_I, EmissionParams, fast_normal, 
 class GroupSegments:
     """Contiguous segments of G groups, padded to S: segment j of group g is ``[start[j, g], start[j+1, g])``.
 
-    Padding segments start at or after the horizon.  ``cov`` holds log2 batch occupancy, log2 prompt tokens,
-    log2 output tokens (order of ``dims.COVARIATES``); idle segments carry the reference covariates.
+    Padding segments start at or after the horizon.  ``cov`` holds log2 batch occupancy, log2 mean context
+    tokens (``prompt + output / 2``), log2 output tokens (order of ``dims.COVARIATES``); idle segments carry
+    the reference covariates.
     """
 
     start: np.ndarray  # (S, G) s, time-major
@@ -175,7 +176,12 @@ def serve_vectorised(
     st = jnp.concatenate([jnp.full((1, g), IDLE_I, jnp.int32), st.reshape(3 * n, g)], 0)
     ref = p.cov_ref
     one = jnp.stack(
-        [jnp.log2(occ), jnp.log2(jnp.maximum(prompt, 1.0)), jnp.log2(jnp.maximum(output, 1.0))], -1
+        [
+            jnp.log2(occ),
+            jnp.log2(jnp.maximum(D.context_tokens(prompt, output), 1.0)),
+            jnp.log2(jnp.maximum(output, 1.0)),
+        ],
+        -1,
     )
     cov = jnp.stack([one, one, jnp.broadcast_to(ref, one.shape)], 1).reshape(3 * n, g, 3)
     cov = jnp.concatenate([jnp.broadcast_to(ref, (1, g, 3)), cov], 0)
@@ -280,7 +286,8 @@ def events_to_segments(results, cov_ref) -> GroupSegments:
         m = len(st)
         start[:m, k], state[:m, k], batch[:m, k] = st, sa, nb
         act = sa != IDLE_I
-        c = np.stack([np.log2(np.maximum(nb, 1)), np.log2(np.maximum(pr, 1)), np.log2(np.maximum(ou, 1))], -1)
+        ctx = D.context_tokens(pr, ou)
+        c = np.log2(np.maximum(np.stack([nb, ctx, ou], -1), 1))
         cov[:m, k][act] = c[act]
         state[m:, k] = sa[-1] if m else IDLE_I
         cov[m:, k] = cov[m - 1, k] if m else cov[0, k]

@@ -2,8 +2,8 @@
 
 The generator works on **segments**, not time steps: a TP group (GPUs that switch state together) has a
 sequence of contiguous segments ``[start_j, start_{j+1})``, each with a state (idle / prefill / decode) and
-workload covariates (``log2`` batch occupancy, prompt tokens, output tokens).  Emission model (one
-configuration, one posterior draw, see ``wattscape.models.params``):
+workload covariates (``log2`` batch occupancy, mean context ``prompt + output / 2``, output tokens).
+Emission model (one configuration, one posterior draw, see ``wattscape.models.params``):
 
 * **segment level** of a TP group in segment ``j``: mixture component ``k ~ Cat(level_weight[s])`` and,
   on the **logit link** when the parameters carry it (``models.params.LOGIT_LEVEL_VARS``; a fitted
@@ -476,7 +476,8 @@ def _request_levels(key, p: EmissionParams, occ, prompt, output, cap_w):
     the idle stretch before the first request (see :func:`_request_scatter`)."""
     n, g = occ.shape
     kp, kd, ki, k0 = jax.random.split(key, 4)
-    cov = (jnp.log2(occ), jnp.log2(jnp.maximum(prompt, 1.0)), jnp.log2(jnp.maximum(output, 1.0)))
+    ctx = D.context_tokens(prompt, output)
+    cov = (jnp.log2(occ), jnp.log2(jnp.maximum(ctx, 1.0)), jnp.log2(jnp.maximum(output, 1.0)))
     lp = _kind_levels(p, kp, PREFILL_I, (n, g), cov, cap_w)
     ld = _kind_levels(p, kd, DECODE_I, (n, g), cov, cap_w)
     li = _kind_levels(p, ki, IDLE_I, (n, g), None, cap_w)

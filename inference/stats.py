@@ -4,7 +4,7 @@ The cost of one gradient of the model grows with segments and configurations, ne
 
 * per **segment** (one logged inference in ``active``, one contiguous stretch of ``idle``): the mean
   per-GPU power level (fraction of TDP), number of samples, dwell time, and the workload covariates
-  (log2 batch, log2 prompt tokens, log2 output tokens);
+  (log2 batch, log2 mean context tokens ``prompt + output / 2``, log2 output tokens);
 * per **(run, state)**: lag products of the within-segment residual ``e = P/TDP - segment mean`` (per
   GPU, only pairs of consecutive samples inside one segment): ``n``, ``Σe_t²``, ``Σe_t e_{t-1}``,
   ``Σe_{t-1}²`` — exact sufficient statistics of a Gaussian AR(1) conditional likelihood;
@@ -235,7 +235,9 @@ def reduce_run(
                 "n_samples": int(idx.size),
                 "duration_s": duration,
                 "log2_batch": np.log2(batch) if batch > 0 else np.nan,
-                "log2_prompt_tokens": np.log2(prompt) if prompt > 0 else np.nan,
+                "log2_context_tokens": (
+                    np.log2(D.context_tokens(prompt, output)) if prompt > 0 and output > 0 else np.nan
+                ),
                 "log2_output_tokens": np.log2(output) if output > 0 else np.nan,
             }
         )
@@ -355,7 +357,7 @@ def build_fit_data(
     spec_fn : callable
         ``gpu_spec(name) -> dict`` (default ``wattscape.models.hardware.gpu_spec``).
     covariate_ref : sequence of float
-        Reference workload (log2 batch, prompt, output tokens); unknown workload is set to it.
+        Reference workload (log2 batch, context, output tokens); unknown workload is set to it.
     """
     spec_fn = spec_fn or _default_spec_fn()
     configs: dict[str, _Config] = {}

@@ -28,7 +28,7 @@ b_layer                          busy-state effect per log2 GPU of a layer (pipe
 b_layer_slope (covariate)        change of the busy workload slopes under a layer split
 b_task (task)                    offset of a benchmark task (configuration summaries only), pooled
 b_slope_gpu (gpu_model)          card-specific change of the log2-batch slope (active state)
-b_prompt_slope_gpu (gpu_model)   card-specific change of the log2-prompt slope (busy states)
+b_context_slope_gpu (gpu_model)  card-specific change of the log2-context slope (busy states)
 level_slope (state, covariate)   workload slope of a segment's level, per log2 unit of each covariate
 log_level_scale (state)          log between-segment sd of levels (logit scale), pooled per state
 level_group_dev (level_group)    centred log deviation of a (run, state) with enough segments
@@ -39,10 +39,13 @@ sigma_summary (source)           scatter of configuration-summary power around t
 itl_* / prefill_* / dwell_*      latency and dwell-time priors (log seconds, or log efficiency factors on
                                  the rooflines of ``hardware.latency_rooflines``; crossed ``itl_llm``,
                                  ``itl_gpu``, ``itl_par``, ``prefill_gpu``, ``ctx_gpu`` effects);
-                                 log_itl_ctx_ratio: log of
-                                 the per-step cost of one context token of one sequence relative to
-                                 itl_base (attention over the KV cache: decode steps slow down as the
-                                 context grows, so runtime is superlinear in the output length)
+                                 log_itl_ctx + ctx_gpu: log of the per-step cost of
+                                 one context token of one sequence relative to the decode roofline
+                                 (attention over the KV cache: decode steps slow down as the context
+                                 grows, so runtime is superlinear in the output length);
+                                 log_prefill_attn + attn_llm + attn_gpu: log of the prefill attention
+                                 cost per sequence per prompt token² relative to the prompt-token
+                                 compute roofline
 """
 
 from __future__ import annotations
@@ -140,9 +143,9 @@ def default_model_config() -> dict[str, Any]:
             dims=(TASK,),
         ),
         "b_slope_gpu": Prior("Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=20.0), dims=(D.GPU_MODEL,)),
-        # card-specific change of the busy prompt-token slope (measured per run: 0.34-0.36 logit per doubling
-        # on V100, 0.39-0.47 on A100)
-        "b_prompt_slope_gpu": Prior(
+        # card-specific change of the busy context slope (measured per run on the prompt sweeps: 0.34-0.36
+        # logit per doubling on V100, 0.39-0.47 on A100)
+        "b_context_slope_gpu": Prior(
             "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=20.0), dims=(D.GPU_MODEL,), centered=False
         ),
         "level_slope": Prior("Normal", mu=0.0, sigma=0.3, dims=(D.STATE, D.COVARIATE)),
@@ -183,20 +186,40 @@ def default_model_config() -> dict[str, Any]:
             "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=8.0), dims=(D.CONFIG,), centered=False
         ),
         # prefill: the compute roofline (2 · active parameters FLOP per token / dense FLOP/s) times an
-        # efficiency factor with a card effect; context cost: a card effect on its ratio to the decode step
-        # (HF generate's eager attention: 19x slower prompts on V100 than A100).  No LLM effects on either:
-        # both costs scale with prompt × batch, so LLM effects formed a ridge with the card effects and the
-        # decode-step LLM effect (NUTS folds: r̂ up to 1.9 on log_prefill_cfg, up to 97 divergences).
+        # efficiency factor with a card effect (HF generate's eager attention: 19x slower prompts on V100
+        # than A100), no LLM effect: with LLM effects on both the prefill and the context cost, which both
+        # scale with prompt × batch in a prompt sweep, the two formed a ridge (NUTS folds: r̂ up to 1.9 on
+        # log_prefill_cfg, up to 97 divergences).  Context cost (decode attention per sequence per context
+        # token): on the decode roofline, with a card effect of fixed sd (centred, no hyperprior).  Only one
+        # run sweeps the output length (falcon-7b on A100-PCIe, 8 to 2,048 tokens); elsewhere the cost is
+        # linear in the prompt like the prefill cost, so pooled card effects on both formed a ridge (full
+        # fit: r̂ 1.36 on log_prefill_cfg[V100], 1.32 on ctx_gpu[V100]); without a card effect that run's
+        # runtime fell to 0.60x in-sample.  Its runtime grows faster than this term allows from 1,024 to
+        # 2,048 output tokens (4.3x): the longest outputs run at about 0.67x the prediction in-sample, with
+        # or without an LLM effect on this cost (tried; not kept).
         "prefill_gpu": Prior(
             "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=4.0), dims=(D.GPU_MODEL,), centered=False
         ),
-        "ctx_gpu": Prior(
+        # prefill attention: HF generate's attention over the prompt costs batch · prompt² (score matrix per
+        # layer and head), the part of a prompt sweep that a per-token cost misses (measured: falcon-7b at
+        # 2,050 prompt tokens ran 1.5-1.9x the linear prediction, Llama-2 1.1-1.2x).  Log ratio (per
+        # sequence per prompt token) to the prompt-token compute roofline, with an LLM effect (the attention
+        # layout: heads, multi-query) and a card effect (a 250 W PCIe card throttles on long prompts);
+        # identified by the curvature within one run's prompt sweep.  On the roofline, not on the fitted
+        # per-token cost: relative to that, the card effects of the two terms traded against each other.
+        "log_prefill_attn": Prior("Normal", mu=-6.0, sigma=2.0),
+        "attn_llm": Prior(
+            "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=2.0), dims=(D.LLM,), centered=False
+        ),
+        "attn_gpu": Prior(
             "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=4.0), dims=(D.GPU_MODEL,), centered=False
         ),
+        "ctx_gpu": Prior("Normal", mu=0, sigma=0.5, dims=(D.GPU_MODEL,)),
         "log_itl_per_seq_ratio": Prior("Normal", mu=-4.0, sigma=1.5),
         # HF generate without a paged/flash kernel: measured on the 824 segments, a pooled ratio of about
-        # e^-9 (per context token per sequence, relative to itl_base) cuts the log-runtime rmse 0.44 -> 0.19
-        "log_itl_ctx_ratio": Prior("Normal", mu=-8.0, sigma=2.0),
+        # e^-9 per context token per sequence relative to itl_base (itself about e^1 times the decode
+        # roofline) cut the log-runtime rmse 0.44 -> 0.19
+        "log_itl_ctx": Prior("Normal", mu=-7.0, sigma=2.0),
         "log_prefill_s_per_token": Prior("Normal", mu=1.0, sigma=1.5),  # log efficiency vs the roofline
         "log_prefill_overhead_s": Prior("Normal", mu=-3.0, sigma=1.5),
         "sigma_itl_summary": Prior("HalfNormal", sigma=0.3),

@@ -20,7 +20,8 @@ the effects overlap linearly; numpyro's dense mass matrix absorbs that.
 Evidence enters at three levels, each reduced to sufficient statistics (``wattscape.inference.stats``):
 
 * **segments** (one inference, one idle stretch): ``logit(level_j / max_frac) ~ Normal(eta[c, s] +
-  (level_slope[s] [+ b_layer_slope for a layer split]) · (x_j - ref) [+ offset_k],
+  (level_slope[s] [+ b_layer_slope for a layer split] [+ b_slope_gpu, b_context_slope_gpu]) · (x_j - ref)
+  [+ offset_k],
   exp(log_level_scale[s] + level_group_dev[run, s]))``
   (a K = 2 mixture with ordered offsets when ``n_components == 2``; default K = 1), the centred group
   deviation only for (run, state) pairs with at least ``min_group_segments`` segments;
@@ -32,18 +33,20 @@ Evidence enters at three levels, each reduced to sufficient statistics (``wattsc
   (level_slope[active, batch] + b_slope_gpu[g]) · (log2 batch - ref) + b_task[t], sigma_summary[src])``;
   their median inter-token latency informs the per-token latency;
 * **dwell times**: ``log(runtime_j) ~ Normal(log(prefill_overhead + prefill_s_per_token[c] · prompt ·
-  batch + output · (itl_base[c] + itl_per_seq[c] · batch) + itl_ctx[c] · batch · output · (prompt +
-  output / 2)), dwell_sigma[active])``.  Each rate is a roofline of the configuration
+  batch + prefill_attn[c] · batch · prompt² + output · (itl_base[c] + itl_per_seq[c] · batch) +
+  itl_ctx[c] · batch · output · (prompt + output / 2)), dwell_sigma[active])``.  Each rate is a roofline of
+  the configuration
   (:func:`wattscape.models.hardware.latency_rooflines`: weight bytes / memory bandwidth for a decode step,
   2 · active parameters / FLOP/s for a prompt token) times a pooled efficiency with crossed effects, so a
   configuration nobody measured keeps what its LLM and its card showed elsewhere:
   ``log itl_base[c] = roof_decode[c] + log_itl_base + x_c · beta_itl + itl_llm[l] + itl_gpu[g] +
   itl_par[p] + itl_cfg[c]``, ``log prefill_s_per_token[c] = roof_prefill[c] + log_prefill_s_per_token +
-  prefill_gpu[g]``, ``itl_per_seq = itl_base · e^log_itl_per_seq_ratio``, ``itl_ctx =
-  itl_base · e^(log_itl_ctx_ratio + ctx_gpu[g])`` (each decode step reads the KV cache of the
-  whole context, so runtime grows superlinearly with the output length; ``output`` is the log's
-  output-token limit); idle stretches are log-normal.  Transitions of the embedded chain (no self-loops)
-  are conjugate Dirichlet–multinomial, computed exactly from the counts.
+  prefill_gpu[g]``, ``itl_per_seq = itl_base · e^log_itl_per_seq_ratio``, ``log itl_ctx[c] =
+  roof_decode[c] + log_itl_ctx + ctx_gpu[g]`` (each decode step attends over the whole
+  context, so runtime grows superlinearly with the output length; ``output`` is the log's output-token
+  limit), ``log prefill_attn[c] = roof_prefill[c] + log_prefill_attn + attn_llm[l] + attn_gpu[g]``
+  (attention over the prompt); idle stretches are log-normal.  Transitions of the embedded chain (no
+  self-loops) are conjugate Dirichlet–multinomial, computed exactly from the counts.
 
 The meter kernel: ``config_params`` carries ``meter_window_s`` of the card's generation (the averaging
 window of nvidia-smi ``power.draw``; values and sources in ``models/config.py``); the generator applies
@@ -347,7 +350,7 @@ class PowerModel:
             )
             level_slope = cfg["level_slope"].create_variable("level_slope") * slope_mask
             b_slope_gpu = cfg["b_slope_gpu"].create_variable("b_slope_gpu")
-            b_prompt_gpu = cfg["b_prompt_slope_gpu"].create_variable("b_prompt_slope_gpu")
+            b_context_gpu = cfg["b_context_slope_gpu"].create_variable("b_context_slope_gpu")
             b_layer_slope = cfg["b_layer_slope"].create_variable("b_layer_slope")
 
             # segments ------------------------------------------------------------------------
@@ -362,7 +365,7 @@ class PowerModel:
                     eta[s_cfg, s_state]
                     + (slope_j * dx).sum(axis=1)
                     + (b_slope_gpu[c_gpu[s_cfg]] * batch_mask[s_state] * dx[:, 0])
-                    + (b_prompt_gpu[c_gpu[s_cfg]] * busy[s_state] * dx[:, 1])
+                    + (b_context_gpu[c_gpu[s_cfg]] * busy[s_state] * dx[:, 1])
                     + (layer_on[s_cfg] * batch_mask[s_state]) * pt.dot(dx, b_layer_slope)
                 )
                 log_level_scale = cfg["log_level_scale"].create_variable("log_level_scale")
@@ -433,15 +436,23 @@ class PowerModel:
             )
             itl_base = pt.exp(log_itl_cfg)  # (config,) decode step at batch 1, s
             itl_per_seq = itl_base * pt.exp(log_ratio)
-            log_ctx = cfg["log_itl_ctx_ratio"].create_variable("log_itl_ctx_ratio")
+            log_ctx = cfg["log_itl_ctx"].create_variable("log_itl_ctx")
             ctx_gpu = cfg["ctx_gpu"].create_variable("ctx_gpu")
-            # s per step, per sequence, per context token
-            itl_ctx = itl_base * pt.exp(log_ctx + ctx_gpu[c_gpu])
+            # s per step, per sequence, per context token; on the decode roofline, not on itl_base (relative
+            # to that, the decode-step effects would move it too)
+            itl_ctx = pt.exp(roof_dec + log_ctx + ctx_gpu[c_gpu])
             log_pf_eff = cfg["log_prefill_s_per_token"].create_variable("log_prefill_s_per_token")
             pf_gpu = cfg["prefill_gpu"].create_variable("prefill_gpu")
             log_pf_tok = pm.Deterministic(
                 "log_prefill_cfg", roof_pf + log_pf_eff + pf_gpu[c_gpu], dims=D.CONFIG
             )
+            log_attn = cfg["log_prefill_attn"].create_variable("log_prefill_attn")
+            attn_llm = cfg["attn_llm"].create_variable("attn_llm")
+            # s per sequence per prompt token² (attention over the prompt)
+            attn_gpu = cfg["attn_gpu"].create_variable("attn_gpu")
+            # on the prompt-token roofline, not on log_prefill_cfg: relative to the linear cost, the card
+            # effects of the two terms traded against each other (full fit: r̂ 1.3 on prefill_gpu)
+            log_pf_attn = roof_pf + log_attn + attn_llm[c_llm] + attn_gpu[c_gpu]
             log_pf_over = cfg["log_prefill_overhead_s"].create_variable("log_prefill_overhead_s")
             dwell_sigma = cfg["dwell_sigma"].create_variable("dwell_sigma")
             log_idle_dwell = cfg["log_idle_dwell"].create_variable("log_idle_dwell")
@@ -450,11 +461,14 @@ class PowerModel:
                 xw = ds["seg_x"].values
                 act = (~idle[s_state]) & np.isfinite(dur) & (dur > 0)
                 if act.any():
-                    b, pr, out = (2.0 ** xw[act, 0], 2.0 ** xw[act, 1], 2.0 ** xw[act, 2])
+                    # the covariates hold the mean context (prompt + output / 2): the prompt is recovered
+                    b, out = 2.0 ** xw[act, 0], 2.0 ** xw[act, 2]
+                    pr = np.maximum(2.0 ** xw[act, 1] - out / 2, 1.0)
                     cj = s_cfg[act]
                     expect = (
                         pt.exp(log_pf_over)
                         + pt.exp(log_pf_tok[cj]) * pr * b
+                        + pt.exp(log_pf_attn[cj]) * b * pr**2
                         + out * (itl_base[cj] + itl_per_seq[cj] * b)
                         + itl_ctx[cj] * b * out * (pr + out / 2)  # mean context over the decode steps
                     )
@@ -640,7 +654,13 @@ class PowerModel:
         if attrs.get("model_type") != cls._model_type:
             raise ValueError(f"{source}: not a {cls._model_type} posterior (attrs: {sorted(attrs)})")
         config = config_from_dict(json.loads(attrs["model_config"]))
-        model = cls(config, json.loads(attrs.get("sampler_config", "{}")))
+        try:
+            model = cls(config, json.loads(attrs.get("sampler_config", "{}")))
+        except KeyError as err:  # a variable this version no longer has
+            raise ValueError(
+                f"{source}: saved by another model version (model id {attrs.get('model_id')!r}, version "
+                f"{attrs.get('version')}): {err.args[0]}; refit with this version"
+            ) from err
         if model.id != attrs.get("model_id"):
             raise ValueError(
                 f"{source}: model id {attrs.get('model_id')!r} (version {attrs.get('version')}) "
@@ -775,7 +795,7 @@ class PowerModel:
         idle = np.array([s == D.IDLE for s in self.states])
         slope[:, idle, :] = 0.0
         slope[:, ~idle, 0] += slope_gpu.reshape(n, 1)
-        slope[:, ~idle, 1] += self._effect(post, "b_prompt_slope_gpu", D.GPU_MODEL, gname, rng).reshape(n, 1)
+        slope[:, ~idle, 1] += self._effect(post, "b_context_slope_gpu", D.GPU_MODEL, gname, rng).reshape(n, 1)
         if "b_layer_slope" in post and _layer_covariate([par], [cfg.n_gpus])[0] > 0:
             slope[:, ~idle, :] += post["b_layer_slope"].transpose(D.DRAW, D.COVARIATE).values[:, None, :]
 
@@ -805,7 +825,13 @@ class PowerModel:
             )
             log_pf = roof_pf + post["log_prefill_s_per_token"].values + eff("prefill_gpu", D.GPU_MODEL, gname)
         itl_base = np.exp(log_itl)
-        log_ctx_ratio = post["log_itl_ctx_ratio"].values + eff("ctx_gpu", D.GPU_MODEL, gname)
+        log_ctx = roof_dec + post["log_itl_ctx"].values + eff("ctx_gpu", D.GPU_MODEL, gname)
+        log_attn = (
+            roof_pf
+            + post["log_prefill_attn"].values
+            + eff("attn_llm", D.LLM, cfg.llm)
+            + eff("attn_gpu", D.GPU_MODEL, gname)
+        )
         return {
             "cfg": cfg,
             "spec": spec,
@@ -828,12 +854,13 @@ class PowerModel:
             ),
             "itl_base": itl_base,
             "itl_per_seq": itl_base * np.exp(post["log_itl_per_seq_ratio"].values),
-            "itl_ctx": itl_base * np.exp(log_ctx_ratio),
+            "itl_ctx": np.exp(log_ctx),
             "prefill_s_per_token": np.exp(log_pf),
+            "prefill_attn": np.exp(log_attn),
         }
 
     def linearisation_workload(self) -> np.ndarray:
-        """Workload (log2 batch, prompt, output tokens) at which :meth:`config_params` linearises levels.
+        """Workload (log2 batch, context, output tokens) at which :meth:`config_params` linearises levels.
 
         The duration-weighted mean workload of the fitted busy segments (where the measured energy is
         spent), else the model's ``covariate_ref``.  Linearising at ``covariate_ref`` (256 prompt / 256
@@ -871,7 +898,8 @@ class PowerModel:
         (see ``models.params``).  Unseen LLMs, cards or layouts draw their effect from the population.
         Transitions: posterior Dirichlet(alpha + pooled counts) rows, no self-loops.  ``itl_ctx_s``: the
         decode-step time per sequence per context token (the runtime term ``itl_ctx_s · batch · output ·
-        (prompt + output / 2)``).
+        (prompt + output / 2)``); ``prefill_attn_s``: the prefill time per sequence per prompt token² (the
+        runtime term ``prefill_attn_s · batch · prompt²``).
 
         Returns
         -------
@@ -942,6 +970,11 @@ class PowerModel:
                     (D.DRAW,),
                     q["itl_ctx"],
                     {D.UNITS: D.SECOND, "long_name": "decode step time per sequence per context token"},
+                ),
+                "prefill_attn_s": (
+                    (D.DRAW,),
+                    q["prefill_attn"],
+                    {D.UNITS: D.SECOND, "long_name": "prefill time per sequence per prompt token squared"},
                 ),
                 "level_logit_loc": ((D.DRAW, D.STATE, D.COMPONENT), z, s1),
                 "level_logit_scale": (

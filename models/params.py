@@ -25,6 +25,9 @@ transition     (draw, state, state_to; 1)    embedded-chain transition probabili
 itl_ctx_s      (draw; s)                     OPTIONAL (0 when absent): added decode-step time per
                                               sequence per context token; an inference adds
                                               ``itl_ctx_s · batch · output · (prompt + output / 2)``
+prefill_attn_s (draw; s)                     OPTIONAL (0 when absent): prefill attention time per
+                                              sequence per prompt token²; an inference adds
+                                              ``prefill_attn_s · batch · prompt²``
 level_logit_loc   (draw, state, component; 1)  OPTIONAL, all four or none: the level on its logit link,
 level_logit_scale (draw, state, component; 1)  ``level = level_max_w · sigmoid(level_logit_loc[k] +
 level_logit_slope (draw, state, covariate; 1)  level_logit_slope · (x − covariate_ref) +
@@ -60,6 +63,7 @@ REQUIRED_VARS: dict[str, tuple[str, ...]] = {
 #: Variables a generator may read when present (absent = 0).
 OPTIONAL_VARS: dict[str, tuple[str, ...]] = {
     "itl_ctx_s": (D.DRAW,),
+    "prefill_attn_s": (D.DRAW,),
     "level_logit_loc": (D.DRAW, D.STATE, D.COMPONENT),
     "level_logit_scale": (D.DRAW, D.STATE, D.COMPONENT),
     "level_logit_slope": (D.DRAW, D.STATE, D.COVARIATE),

@@ -76,9 +76,12 @@ def test_noiseless_energy_equals_hand_computation():
     lat = dict(prefill_overhead_s=0.5, prefill_s_per_token=1e-3, itl_base_s=0.05, itl_per_seq_s=0.01)
     params = _noiseless(D.STATES_ACTIVE, {D.IDLE: 50.0, D.ACTIVE: 250.0}, **lat)
     params["itl_ctx_s"] = ((D.DRAW,), np.full(params.sizes[D.DRAW], 1e-5), {D.UNITS: D.SECOND})
+    # and 1e-6 s per sequence per prompt token² of prefill attention
+    params["prefill_attn_s"] = ((D.DRAW,), np.full(params.sizes[D.DRAW], 1e-6), {D.UNITS: D.SECOND})
     starts = [5.03, 20.0, 21.0]  # the third arrives while the second still runs: it waits
     req = _requests(run, starts, prompt=100, output=40, batch=2)
-    runtime = 0.5 + 1e-3 * 100 * 2 + 40 * (0.05 + 0.01 * 2) + 1e-5 * 2 * 40 * (100 + 40 / 2)  # 3.596 s
+    prefill = 0.5 + 1e-3 * 100 * 2 + 1e-6 * 2 * 100**2
+    runtime = prefill + 40 * (0.05 + 0.01 * 2) + 1e-5 * 2 * 40 * (100 + 40 / 2)
     y = replay_params(params, run, req, seed=0)
     duration = 60.0
     active = 3 * runtime
@@ -197,3 +200,22 @@ def test_rejects_what_it_cannot_replay():
         replay_params(params, run, req.drop(columns=["prompt_tokens"]))
     with pytest.raises(TypeError, match="PowerModel"):
         replay_run(object(), run, req)
+
+
+def test_calls_of_one_workload_cell_share_their_level():
+    """Level noise is drawn once per workload cell (same prompt, output, batch): the calls of a cell run at
+    one level, calls of different cells at different ones (module docstring, "segment levels")."""
+    run = _grid_run(duration_s=40.0, period_s=0.1, n_gpus=1)
+    params = _noiseless(D.STATES_ACTIVE, {D.IDLE: 50.0, D.ACTIVE: 250.0}, n_gpus=1, itl_base_s=0.05)
+    params["level_scale"].loc[{D.STATE: D.ACTIVE}] = 40.0  # between-segment sd of the level, W
+    # six calls of 2 s each (40 output tokens x 0.05 s), every 5 s: cells A, A, B, A, B, B
+    prompts = np.array([8, 8, 64, 8, 64, 64])
+    req = _requests(run, 5.0 * np.arange(6) + 1.0, prompt=32, output=40, batch=1)
+    req["prompt_tokens"] = prompts
+    y = replay_params(params, run, req, seed=7).values  # (draw, time), one GPU
+    t = np.arange(run.sizes[D.TIME]) * 0.1
+    mid = np.array([y[:, (t > s + 0.5) & (t < s + 1.5)].mean(axis=1) for s in 5.0 * np.arange(6) + 1.0]).T
+    for cell in (8, 64):
+        same = mid[:, prompts == cell]
+        np.testing.assert_allclose(same, same[:, :1].repeat(same.shape[1], 1), rtol=1e-5)
+    assert np.all(np.abs(mid[:, 0] - mid[:, 2]) > 1e-3)  # independent draws for the two cells

@@ -21,7 +21,7 @@ from wattscape.models.params import example_config_params, validate_config_param
 
 from tests.generation.test_simulate import one_component_params, one_request_per_group
 
-PROMPT_C = D.COVARIATES.index("log2_prompt_tokens")
+PROMPT_C = D.COVARIATES.index("log2_context_tokens")
 
 
 def add_logit(prm: xr.Dataset, max_frac: float = 1.05, prompt_slope_frac: float = 0.04) -> xr.Dataset:
@@ -91,12 +91,13 @@ def test_logit_vars_are_carried(prm, p):
 def test_logit_levels_match_closed_form_and_stay_below_max(prm, p):
     """Per-segment levels (summed path, per-GPU path and the request path) = the logit closed form."""
     n, max_w = 400_000, float(p.max_w)
-    cov = (3.0, np.log2(100.0), np.log2(200.0))  # batch 8, 100 prompt tokens, 200 output tokens
+    batch, prompt, output = 8.0, 100.0, 200.0
+    cov = (np.log2(batch), np.log2(D.context_tokens(prompt, output)), np.log2(output))
     mean, sd = closed_form(prm, D.PREFILL, cov, logit=True)
     state = jnp.full((n, 1), S.PREFILL_I)
     summed = np.asarray(S.group_levels(p, jax.random.key(0), state, _cov(n, cov), jnp.ones((1,), jnp.int32)))
     per_gpu = np.asarray(S.gpu_levels(p, jax.random.key(1), state, _cov(n, cov), 2))[..., 0]
-    occ, pr, ou = (jnp.full((n, 1), 2.0**c, jnp.float32) for c in cov)
+    occ, pr, ou = (jnp.full((n, 1), v, jnp.float32) for v in (batch, prompt, output))
     lp, ld, li, l0 = (np.asarray(x) for x in S._request_levels(jax.random.key(2), p, occ, pr, ou, None))
     for lv in (summed, per_gpu, lp):
         assert lv.mean() == pytest.approx(mean, rel=3e-3)
@@ -128,14 +129,16 @@ def test_logit_levels_match_replay_levels(prm, p):
 
 
 def test_logit_differs_from_tangent_far_from_reference(prm, p):
-    """8 prompt tokens (reference 512): the tangent over-states the prefill level, the logit link does not;
-    a huge batch: the tangent exceeds level_max_w, the logit link stays below.  Fails on a tangent path."""
+    """8 prompt and 4 output tokens (context 10, reference 512): the tangent over-states the prefill level,
+    the logit link does not; a huge batch: the tangent exceeds level_max_w, the logit link stays below.
+    Fails on a tangent path."""
     n, ref = 400_000, list(prm.attrs["covariate_ref"])
-    short = [ref[0], 3.0, ref[2]]
+    batch, prompt, output = 2.0 ** ref[0], 8.0, 4.0
+    short = [ref[0], np.log2(D.context_tokens(prompt, output)), np.log2(output)]
     logit_mean, _ = closed_form(prm, D.PREFILL, short, logit=True)
     tangent_mean, _ = closed_form(prm, D.PREFILL, short, logit=False)
     assert tangent_mean > 1.1 * logit_mean  # the two forms differ here by more than the tolerance below
-    occ, pr, ou = (jnp.full((n, 1), 2.0**c, jnp.float32) for c in short)
+    occ, pr, ou = (jnp.full((n, 1), v, jnp.float32) for v in (batch, prompt, output))
     lp = np.asarray(S._request_levels(jax.random.key(5), p, occ, pr, ou, None)[0])
     lv = np.asarray(
         S.group_levels(p, jax.random.key(6), jnp.full((n, 1), S.PREFILL_I), _cov(n, short), jnp.ones(1))
@@ -194,12 +197,13 @@ def test_tp_group_shares_one_level_on_the_logit_link(one_component):
 
 def test_request_paths_agree_on_group_sums_logit(one_component):
     """Mirror of the tangent path-agreement test: summed (request_grid) = per-GPU path summed over the group,
-    and both match the logit closed form at the requests' covariates (batch, prompt and output of 1)."""
+    and both match the logit closed form at the requests' covariates (batch, prompt and output of 1: mean
+    context 1.5)."""
     prm, p = one_component
     n = 4
     summed, gpu = one_request_per_group(p, n=n, g=3000)
     for b, state in ((0, D.PREFILL), (7, D.DECODE)):
-        mean, sd = closed_form(prm, state, (0.0, 0.0, 0.0), logit=True)
+        mean, sd = closed_form(prm, state, (0.0, np.log2(D.context_tokens(1.0, 1.0)), 0.0), logit=True)
         assert gpu[b].mean() == pytest.approx(summed[b].mean(), rel=0.01)
         assert gpu[b].var() == pytest.approx(summed[b].var(), rel=0.1)
         assert summed[b].mean() == pytest.approx(n * mean, rel=0.01)

@@ -24,7 +24,7 @@ TRUTH = {
         "H100-SXM5-80GB": 0.2,
     },
     "llm_active": {"llm-a": 0.2, "llm-b": -0.2, "llm-c": 0.0},
-    "slope_prompt": 0.15,
+    "slope_context": 0.15,
     "level_sd": 0.15,
     "ar": 0.6,
     "resid_sd": 0.03,
@@ -122,7 +122,9 @@ class SyntheticCatalog:
                 + TRUTH["llm_active"][llm]
                 - 0.4 * np.log2(n_gpus)
             )
-            eta += TRUTH["slope_prompt"] * (np.log2(prompt) - 8) + rng.normal(0, TRUTH["level_sd"])
+            # the level moves with the mean context of the inference (dims.COVARIATES)
+            ctx = prompt + out / 2
+            eta += TRUTH["slope_context"] * (np.log2(ctx) - 8) + rng.normal(0, TRUTH["level_sd"])
             level = MAX_FRAC * _sig(eta)
             e = np.zeros((n_gpus, n))
             innov = TRUTH["resid_sd"] * np.sqrt(1 - TRUTH["ar"] ** 2)

@@ -73,7 +73,8 @@ def test_segments_levels_workload_and_counts(small_run):
     active = seg[seg.state_index == 1].set_index("segment_id")
     assert list(active.index) == [0, 1, 2]
     np.testing.assert_allclose(active.loc[1, "level"], power[:, segment == 1].mean() / TDP, rtol=1e-5)
-    np.testing.assert_allclose(active["log2_prompt_tokens"], np.log2([8, 64, 512]))
+    # the mean context of each inference: prompt + output / 2
+    np.testing.assert_allclose(active["log2_context_tokens"], np.log2([8 + 16, 64 + 16, 512 + 32]))
     np.testing.assert_allclose(active["duration_s"], 1.0)
     assert (seg.state_index == 0).sum() == 2
     # every fitted sample of every GPU lands in exactly one bin

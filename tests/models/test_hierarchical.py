@@ -68,7 +68,7 @@ def test_layer_covariate():
 
 def test_config_params_linearisation_and_context_latency(fitted):
     """Levels are linearised at the data's workload (given in attrs); at the model's reference they are
-    exactly ``max_frac * TDP * sigmoid(eta)``; the context-latency term is positive."""
+    exactly ``max_frac * TDP * sigmoid(eta)``; the context and prompt-attention latency terms are positive."""
     x0 = fitted.linearisation_workload()
     cp = fitted.config_params(SEEN, n_draws=40, seed=2)
     np.testing.assert_allclose(cp.attrs["covariate_ref"], x0)
@@ -79,6 +79,7 @@ def test_config_params_linearisation_and_context_latency(fitted):
     want = MAX_FRAC * 400.0 / (1 + np.exp(-q["eta"][:, 1]))
     np.testing.assert_allclose(at_ref["level_loc"].sel(state=D.ACTIVE, component=0).values, want, rtol=1e-9)
     assert (cp["itl_ctx_s"] > 0).all() and cp["itl_ctx_s"].attrs[D.UNITS] == D.SECOND
+    assert (cp["prefill_attn_s"] > 0).all() and cp["prefill_attn_s"].attrs[D.UNITS] == D.SECOND
 
 
 def test_config_params_contract(fitted):
@@ -150,6 +151,10 @@ def test_save_load_round_trip_and_refusal(fitted, tmp_path):
     idata.attrs["model_config"] = json.dumps(cfg)
     with pytest.raises(ValueError, match="does not match"):
         PowerModel.from_idata(idata)
+    cfg["b_renamed_since"] = cfg.pop("max_frac")  # a variable this version does not know
+    idata.attrs["model_config"] = json.dumps(cfg)
+    with pytest.raises(ValueError, match=r"another model version.*b_renamed_since"):
+        PowerModel.from_idata(idata, source="old.nc")
 
 
 def test_two_components_build_and_order(fit_data):
@@ -178,8 +183,8 @@ def test_parameter_recovery():
         post["log_resid_scale"].sel(state=D.ACTIVE) + post["resid_group_dev"].sel(resid_group="r0|active")
     )
     assert abs(float(sd) / TRUTH["resid_sd"] - 1) < 0.25
-    slope = post["level_slope"].sel(state=D.ACTIVE, covariate="log2_prompt_tokens")
-    assert abs(float(slope) - TRUTH["slope_prompt"]) < 0.08
+    slope = post["level_slope"].sel(state=D.ACTIVE, covariate="log2_context_tokens")
+    assert abs(float(slope) - TRUTH["slope_context"]) < 0.08
     level_sd = np.exp(
         post["log_level_scale"].sel(state=D.ACTIVE) + post["level_group_dev"].sel(level_group="r0|active")
     )
