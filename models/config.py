@@ -97,7 +97,7 @@ def default_model_config() -> dict[str, Any]:
         # segment or a benchmark saturate just below it (largest measured here: 1.007 x TDP for a segment,
         # 0.99 x for an ML.ENERGY row); single 100 ms samples exceed it through the residual
         "max_frac": 1.05,
-        "covariate_ref": (5.0, 8.0, 8.0),  # log2 batch 32, 256 prompt, 256 output tokens
+        "covariate_ref": (5.0, 8.0, 8.0),  # log2 batch 32, 256 context, 256 output tokens
         "ar_step_s": 0.1,  # sample period the AR coefficient refers to
         # averaging window of nvidia-smi power.draw by GPU generation (models/gpu_specs.csv), s: A100 (GA100)
         # and H100 average ~25 ms out of every 100 ms update (Yang, Adamek & Armour 2024, "Part-time power

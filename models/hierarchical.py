@@ -863,7 +863,7 @@ class PowerModel:
         """Workload (log2 batch, context, output tokens) at which :meth:`config_params` linearises levels.
 
         The duration-weighted mean workload of the fitted busy segments (where the measured energy is
-        spent), else the model's ``covariate_ref``.  Linearising at ``covariate_ref`` (256 prompt / 256
+        spent), else the model's ``covariate_ref``.  Linearising at ``covariate_ref`` (256 context / 256
         output tokens) while the measured runs sit near 128 / 32 put the tangent far from the data, on the
         flat part of the logistic curve.  Measured on the 13 energy-inference runs (replayed
         duration-weighted busy level vs measured): median error +3 % at this point, +5 % at the unweighted
