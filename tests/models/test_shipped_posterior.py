@@ -12,6 +12,17 @@ from wattscape.models.params import validate_config_params
 SHIPPED = files("wattscape") / "data" / "posterior" / "posterior.nc"
 
 
+def _runtime(cp, *, batch, prompt, output):
+    """Expected runtime (draw,) s of one inference under configuration parameters ``cp`` (the replay's)."""
+    return (
+        cp["prefill_overhead_s"]
+        + cp["prefill_s_per_token"] * prompt * batch
+        + cp["prefill_attn_s"] * batch * prompt**2
+        + output * (cp["itl_base_s"] + cp["itl_per_seq_s"] * batch)
+        + cp["itl_ctx_s"] * batch * output * (prompt + output / 2)
+    )
+
+
 def test_shipped_posterior_loads_and_predicts():
     path = SHIPPED
     assert path.is_file(), f"missing shipped posterior {path} (python benchmarks/fit.py --ship)"
@@ -72,15 +83,7 @@ def test_shipped_posterior_layer_split_and_long_outputs():
         {"llm": "falcon-7b", "params_b": 7.2, "gpu_model": "A100-PCIe-40GB", "precision": "float16"},
         n_draws=100,
     )
-    b, prompt, out = 32, 32, 2048
-    runtime = (
-        cp["prefill_overhead_s"]
-        + cp["prefill_s_per_token"] * prompt * b
-        + cp["prefill_attn_s"] * b * prompt**2
-        + out * (cp["itl_base_s"] + cp["itl_per_seq_s"] * b)
-        + cp["itl_ctx_s"] * b * out * (prompt + out / 2)
-    )
-    assert 336 * 0.6 < float(runtime.median()) < 336 * 1.5
+    assert 336 * 0.6 < float(_runtime(cp, batch=32, prompt=32, output=2048).median()) < 336 * 1.5
 
 
 def test_shipped_posterior_long_prompts():
@@ -93,13 +96,6 @@ def test_shipped_posterior_long_prompts():
         {"llm": "falcon-7b", "params_b": 7.2, "gpu_model": "A100-SXM4-40GB", "precision": "float16"},
         n_draws=100,
     )
-    b, out = 32, 32
     for prompt, measured in ((8, 0.924), (2047, 10.46)):
-        runtime = (
-            cp["prefill_overhead_s"]
-            + cp["prefill_s_per_token"] * prompt * b
-            + cp["prefill_attn_s"] * b * prompt**2
-            + out * (cp["itl_base_s"] + cp["itl_per_seq_s"] * b)
-            + cp["itl_ctx_s"] * b * out * (prompt + out / 2)
-        )
+        runtime = _runtime(cp, batch=32, prompt=prompt, output=32)
         assert measured / 1.25 < float(runtime.median()) < measured * 1.25, prompt
