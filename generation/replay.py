@@ -250,11 +250,10 @@ def replay_draw(
     power (T,), start (N,), prefill_end (N,), end (N,)
     """
     k_t, k_a, k_p, k_i, k_0, k_r = jax.random.split(key, 6)
-    cov = jnp.log2(jnp.maximum(jnp.stack([batch, D.context_tokens(prompt, output), output], -1), 1.0))
+    context = D.context_tokens(prompt, output)  # the mean context over the decode steps
+    cov = jnp.log2(jnp.maximum(jnp.stack([batch, context, output], -1), 1.0))
     pre_time = p.prefill_s_per_token * prompt * batch + p.prefill_attn_s * batch * prompt**2
-    dec_work = output * (p.itl_base_s + p.itl_per_seq_s * batch) + p.itl_ctx_s * batch * output * (
-        prompt + 0.5 * output
-    )  # the mean context over the decode steps
+    dec_work = output * (p.itl_base_s + p.itl_per_seq_s * batch + p.itl_ctx_s * batch * context)
     s, f, e = _timeline(p, k_t, arrival, gap, pre_time, dec_work, cell, closed)
     ref = jnp.broadcast_to(p.cov_ref, cov.shape)
     lv_dec = _levels(p, k_a, DECODE_I, cov, logit, cell)

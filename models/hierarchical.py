@@ -470,7 +470,7 @@ class PowerModel:
                         + pt.exp(log_pf_tok[cj]) * pr * b
                         + pt.exp(log_pf_attn[cj]) * b * pr**2
                         + out * (itl_base[cj] + itl_per_seq[cj] * b)
-                        + itl_ctx[cj] * b * out * (pr + out / 2)  # mean context over the decode steps
+                        + itl_ctx[cj] * b * out * D.context_tokens(pr, out)  # mean over the decode steps
                     )
                     pm.Normal(
                         "dwell_active_obs",
