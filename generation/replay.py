@@ -38,7 +38,10 @@ For one run and one configuration's parameter draws (``wattscape.models.params``
   (possibly irregular) sample grid and cumulated, as in :mod:`wattscape.generation.simulate`.
 * **residual** — an AR(1) per GPU with stationary sd ``resid_scale`` and coefficient ``ar_coef`` per
   ``ar_step_s``; only the total is needed, so the ``n_gpus`` independent processes are drawn as one AR(1)
-  with summed variance (DESIGN.md).  Per sample, variance and coefficient are those of the state in force,
+  with summed variance (DESIGN.md).  A fitted model's ``resid_scale`` is the GPU-mean's sd × √n_gpus, so
+  this total has the measured variance, cross-GPU correlation included (``inference.stats``); a negative
+  (anti-persistent) fitted coefficient is generated as white noise (coefficient clipped at 0).  Per
+  sample, variance and coefficient are those of the state in force,
   weighted by the active fraction of the sample's bin; the coefficient is raised to ``bin / ar_step_s``.
 * **meter kernel** — a causal moving average over ``meter_window_s`` when that window is longer than the
   sample period (:func:`wattscape.generation.simulate.meter_kernel`); no-op otherwise.

@@ -5,9 +5,14 @@ The cost of one gradient of the model grows with segments and configurations, ne
 * per **segment** (one logged inference in ``active``, one contiguous stretch of ``idle``): the mean
   per-GPU power level (fraction of TDP), number of samples, dwell time, and the workload covariates
   (log2 batch, log2 mean context tokens ``prompt + output / 2``, log2 output tokens);
-* per **(run, state)**: lag products of the within-segment residual ``e = P/TDP - segment mean`` (per
-  GPU, only pairs of consecutive samples inside one segment): ``n``, ``Σe_t²``, ``Σe_t e_{t-1}``,
-  ``Σe_{t-1}²`` — exact sufficient statistics of a Gaussian AR(1) conditional likelihood;
+* per **(run, state)**: lag products of the within-segment residual of the **GPU-mean** power
+  ``e = mean_gpu(P)/TDP - segment mean`` (only pairs of consecutive samples inside one segment): ``n``,
+  ``Σe_t²``, ``Σe_t e_{t-1}``, ``Σe_{t-1}²`` — exact sufficient statistics of a Gaussian AR(1)
+  conditional likelihood.  The residual of the mean, not of each GPU: the GPUs of one configuration are
+  not independent (a layer split passes the batch from GPU to GPU, so their residuals cancel in the sum;
+  measured on the three multi-GPU runs: sd of the mean 0.31-0.38 of the per-GPU sd, where independent
+  GPUs would give 0.50-0.58), and the generators need the variance of the total
+  (:data:`FIT_DATA_FORMAT`);
 * per **(run, state, bin)**: counts of per-GPU power (fraction of TDP) over fixed bin edges, for the
   per-state marginal and posterior-predictive checks;
 * per **(run, state, state_to)**: transition counts between successive state stretches;
@@ -44,6 +49,9 @@ COVARIATE_SCALE = np.array([1.5, 1.0, 0.4, 0.3, 1.0, 1.0])
 DEFAULT_PRECISION = "float16"
 #: Source label of measured time-series runs (configuration summaries carry their own).
 TRACE_SOURCE = "trace"
+#: Version of what the fit data hold; part of the model id, so fits on older statistics are refused.
+#: 2: residual lag products of the GPU-mean series (1: per GPU).
+FIT_DATA_FORMAT = 2
 
 
 # --- configurations ------------------------------------------------------------------------------
@@ -208,10 +216,11 @@ def reduce_run(
         key[idx] = k
         x = frac[:, idx]  # (gpu, n)
         level = float(x.mean())
-        # within-segment residual around each GPU's own segment mean; lag pairs only inside a piece
-        e = x - x.mean(axis=1, keepdims=True)
+        # within-segment residual of the GPU-mean around its segment mean; lag pairs only inside a piece
+        xm = x.mean(axis=0)
+        e = xm - level
         consecutive = np.diff(idx) == 1
-        e1, e0 = e[:, 1:][:, consecutive], e[:, :-1][:, consecutive]
+        e1, e0 = e[1:][consecutive], e[:-1][consecutive]
         lag[s] += [e1.size, (e1**2).sum(), (e1 * e0).sum(), (e0**2).sum()]
         counts[s] += np.histogram(np.clip(x, bin_edges[0], bin_edges[-1] - 1e-9), bins=bin_edges)[0]
         duration = idx.size * period

@@ -32,7 +32,9 @@ b_context_slope_gpu (gpu_model)  card-specific change of the log2-context slope 
 level_slope (state, covariate)   workload slope of a segment's level, per log2 unit of each covariate
 log_level_scale (state)          log between-segment sd of levels (logit scale), pooled per state
 level_group_dev (level_group)    centred log deviation of a (run, state) with enough segments
-ar_coef (state)                  pooled AR(1) coefficient of the within-segment residual
+ar_atanh (state)                 atanh of the pooled AR(1) coefficient of the within-segment residual
+                                 (``ar_coef`` = tanh(ar_atanh), a deterministic)
+ar_group_dev (resid_group)       centred atanh deviation of a (run, state)'s AR(1) coefficient
 log_resid_scale (state)          log stationary residual sd (fraction of TDP), pooled per state
 resid_group_dev (resid_group)    centred log deviation of a (run, state) with enough lag pairs
 sigma_summary (source)           scatter of configuration-summary power around the model (logit scale)
@@ -158,7 +160,12 @@ def default_model_config() -> dict[str, Any]:
         ),
         "sigma_summary": Prior("HalfNormal", sigma=0.3, dims=(SOURCE,)),
         # --- within-segment residual -----------------------------------------------------------
-        "ar_coef": Prior("Beta", alpha=2.0, beta=2.0, dims=state),
+        # the AR(1) coefficient per (run, state) group, pooled on the atanh scale: measured at the native
+        # ~100 ms period it is -0.44 to 0.13 on most runs but 0.3-0.85 on some (V100, the output sweep),
+        # and a single pooled value (0.46) doubled the variance of 1 s means of the white-noise runs.  On
+        # (-1, 1), not (0, 1): a logit link left the anti-persistent runs a flat tail towards 0 (r̂ 1.6)
+        "ar_atanh": Prior("Normal", mu=0.2, sigma=0.5, dims=state),
+        "ar_group_dev": Prior("Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=4.0), dims=(RESID_GROUP,)),
         "log_resid_scale": Prior("Normal", mu=-3.5, sigma=1.5, dims=state),
         "resid_group_dev": Prior(
             "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=2.0), dims=(RESID_GROUP,)

@@ -25,9 +25,11 @@ Evidence enters at three levels, each reduced to sufficient statistics (``wattsc
   exp(log_level_scale[s] + level_group_dev[run, s]))``
   (a K = 2 mixture with ordered offsets when ``n_components == 2``; default K = 1), the centred group
   deviation only for (run, state) pairs with at least ``min_group_segments`` segments;
-* **within-segment residual** (fraction of TDP): Gaussian AR(1) with a pooled coefficient per state,
-  conditional likelihood written exactly from the lag products (n, Σe², Σe e₋₁, Σe₋₁²), stationary sd
-  ``exp(log_resid_scale[s] + resid_group_dev[run, s])``;
+* **within-segment residual** of the GPU-mean power (fraction of TDP): Gaussian AR(1) with coefficient
+  ``tanh(ar_atanh[s] + ar_group_dev[run, s])``, conditional likelihood written exactly from the lag
+  products (n, Σe², Σe e₋₁, Σe₋₁²), stationary sd ``exp(log_resid_scale[s] + resid_group_dev[run, s])``;
+  the generators' per-GPU ``resid_scale`` is that sd × √n_gpus (independent GPU residuals with the
+  measured variance of the total);
 * **configuration summaries** (ML.ENERGY v3, LLM-Inference-Bench, average power of ``n`` GPUs serving
   saturated at a batch): ``logit(avg_power / (n · TDP · max_frac)) ~ Normal(eta[c, active] +
   (level_slope[active, batch] + b_slope_gpu[g]) · (log2 batch - ref) + b_task[t], sigma_summary[src])``;
@@ -217,8 +219,10 @@ class PowerModel:
 
     @property
     def id(self) -> str:
-        """Model id: hash of the model configuration and the package version."""
-        return config_hash(self.model_config, self.version)
+        """Model id: hash of the model configuration, the package version and the fit-data format."""
+        from wattscape.inference.stats import FIT_DATA_FORMAT
+
+        return config_hash(self.model_config, f"{self.version}/fit-data-{FIT_DATA_FORMAT}")
 
     # --- group accessors --------------------------------------------------------------------
     def _group(self, name: str) -> xr.Dataset:
@@ -396,21 +400,23 @@ class PowerModel:
                     )
 
             # within-segment AR(1) residual -------------------------------------------------------
-            ar_coef = cfg["ar_coef"].create_variable("ar_coef")
+            ar_atanh = cfg["ar_atanh"].create_variable("ar_atanh")
+            pm.Deterministic("ar_coef", pt.tanh(ar_atanh), dims=D.STATE)
             log_resid_scale = cfg["log_resid_scale"].create_variable("log_resid_scale")
             lag_n = ds["lag_n"].values
             if ds.sizes[D.RUN] and lag_n.sum() > 0:
                 log_sd = pt.zeros(lag_n.shape) + log_resid_scale[None, :]  # (run, state)
+                atanh_phi = pt.zeros(lag_n.shape) + ar_atanh[None, :]
                 if groups["resid_labels"]:
+                    at = (groups["resid_run"], groups["resid_state"])
                     dev_r = cfg["resid_group_dev"].create_variable("resid_group_dev")
-                    log_sd = pt.inc_subtensor(log_sd[groups["resid_run"], groups["resid_state"]], dev_r)
+                    log_sd = pt.inc_subtensor(log_sd[at], dev_r)
+                    dev_a = cfg["ar_group_dev"].create_variable("ar_group_dev")
+                    atanh_phi = pt.inc_subtensor(atanh_phi[at], dev_a)
                 sd = pt.exp(log_sd)
-                var_innov = sd**2 * (1 - ar_coef[None, :] ** 2)
-                quad = (
-                    ds["lag_ee"].values
-                    - 2 * ar_coef[None, :] * ds["lag_el"].values
-                    + (ar_coef[None, :] ** 2 * ds["lag_ll"].values)
-                )
+                phi = pt.tanh(atanh_phi)  # (run, state)
+                var_innov = sd**2 * (1 - phi**2)
+                quad = ds["lag_ee"].values - 2 * phi * ds["lag_el"].values + phi**2 * ds["lag_ll"].values
                 ll = -0.5 * lag_n * pt.log(2 * np.pi * var_innov) - quad / (2 * var_innov)
                 pm.Potential("ar_loglik", pt.sum(pt.where(lag_n > 0, ll, 0.0)))
 
@@ -852,6 +858,10 @@ class PowerModel:
                 post["log_resid_scale"].transpose(D.DRAW, D.STATE).values
                 + self._group_dev(post, "resid_group_dev", RESID_GROUP, cid, rng)
             ),
+            "ar_coef": np.tanh(
+                post["ar_atanh"].transpose(D.DRAW, D.STATE).values
+                + self._group_dev(post, "ar_group_dev", RESID_GROUP, cid, rng)
+            ),
             "itl_base": itl_base,
             "itl_per_seq": itl_base * np.exp(post["log_itl_per_seq_ratio"].values),
             "itl_ctx": np.exp(log_ctx),
@@ -956,8 +966,10 @@ class PowerModel:
                 "level_scale": ((D.DRAW, D.STATE, D.COMPONENT), scale, w),
                 "level_weight": ((D.DRAW, D.STATE, D.COMPONENT), weight, s1),
                 "level_slope": ((D.DRAW, D.STATE, D.COVARIATE), slope, w),
-                "ar_coef": ((D.DRAW, D.STATE), post["ar_coef"].transpose(D.DRAW, D.STATE).values, s1),
-                "resid_scale": ((D.DRAW, D.STATE), q["resid_sd"] * tdp, w),
+                "ar_coef": ((D.DRAW, D.STATE), q["ar_coef"], s1),
+                # the fitted sd is the GPU-mean's: n independent per-GPU residuals of sd σ·√n give the
+                # total its measured variance (n·σ)²
+                "resid_scale": ((D.DRAW, D.STATE), q["resid_sd"] * tdp * np.sqrt(cfg.n_gpus), w),
                 "prefill_s_per_token": ((D.DRAW,), q["prefill_s_per_token"], {D.UNITS: D.SECOND}),
                 "prefill_overhead_s": (
                     (D.DRAW,),

@@ -15,7 +15,9 @@ level_slope    (draw, state, covariate; W)   change of the segment level per uni
                                               (covariates in ``dims.COVARIATES``, log2 of workload)
 ar_coef        (draw, state; 1)              AR(1) coefficient of the within-segment residual per
                                               ``attrs['ar_step_s']`` seconds
-resid_scale    (draw, state; W)              stationary sd of the within-segment residual
+resid_scale    (draw, state; W)              stationary sd of the within-segment residual per GPU,
+                                              GPUs independent (a fitted model gives σ_mean·√n_gpus:
+                                              the total then has the measured variance)
 prefill_s_per_token (draw; s)                prefill time per prompt token (whole batch)
 prefill_overhead_s  (draw; s)                fixed prefill time
 itl_base_s     (draw; s)                     decode inter-token latency at batch 1

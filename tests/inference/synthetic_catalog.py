@@ -27,7 +27,8 @@ TRUTH = {
     "slope_context": 0.15,
     "level_sd": 0.15,
     "ar": 0.6,
-    "resid_sd": 0.03,
+    "resid_sd": 0.03,  # of the GPU-mean residual
+    "gpu_dev_sd": 0.1,  # per-GPU deviations that cancel in the mean (multi-GPU runs)
     "itl": 0.03,
 }
 PARAMS_B = {"llm-a": 7.0, "llm-b": 13.0, "llm-c": 40.0}
@@ -126,12 +127,15 @@ class SyntheticCatalog:
             ctx = prompt + out / 2
             eta += TRUTH["slope_context"] * (np.log2(ctx) - 8) + rng.normal(0, TRUTH["level_sd"])
             level = MAX_FRAC * _sig(eta)
-            e = np.zeros((n_gpus, n))
+            # residual of the GPU-mean: AR(1) with sd resid_sd; on top, per-GPU deviations that cancel in
+            # the mean (a layer split hands the batch from GPU to GPU), which the fit must not count
+            e = np.zeros(n)
             innov = TRUTH["resid_sd"] * np.sqrt(1 - TRUTH["ar"] ** 2)
-            e[:, 0] = rng.normal(0, TRUTH["resid_sd"], n_gpus)
+            e[0] = rng.normal(0, TRUTH["resid_sd"])
             for k in range(1, n):
-                e[:, k] = TRUTH["ar"] * e[:, k - 1] + rng.normal(0, innov, n_gpus)
-            frac_parts.append(level + e)
+                e[k] = TRUTH["ar"] * e[k - 1] + rng.normal(0, innov)
+            dev = rng.normal(0, TRUTH["gpu_dev_sd"], (n_gpus, n))
+            frac_parts.append(level + e[None, :] + dev - dev.mean(axis=0, keepdims=True))
             state_parts.append(np.full(n, D.STATE_CODES[D.ACTIVE], dtype=np.int8))
             seg_parts.append(np.full(n, i))
             start = t0 + np.timedelta64(int(t * period * 1e9), "ns")

@@ -59,11 +59,36 @@ def test_lag_products_are_exact(small_run):
     want = np.zeros(4)
     for sid in (0, 1, 2):
         idx = np.flatnonzero((segment == sid) & (state == 3))
-        e = frac[:, idx] - frac[:, idx].mean(axis=1, keepdims=True)
-        want += [e[:, 1:].size, (e[:, 1:] ** 2).sum(), (e[:, 1:] * e[:, :-1]).sum(), (e[:, :-1] ** 2).sum()]
+        m = frac[:, idx].mean(axis=0)  # the GPU-mean series
+        e = m - m.mean()
+        want += [e[1:].size, (e[1:] ** 2).sum(), (e[1:] * e[:-1]).sum(), (e[:-1] ** 2).sum()]
     np.testing.assert_allclose(st["lag"][1], want, rtol=1e-6)
-    # idle: two stretches of 5 and 3 samples, pairs inside each only
-    assert st["lag"][0][0] == 2 * (4 + 2)
+    # idle: two stretches of 5 and 3 samples, pairs inside each only (one series, not one per GPU)
+    assert st["lag"][0][0] == 4 + 2
+
+
+def test_residual_is_that_of_the_gpu_mean():
+    # a layer split: the GPUs take turns, each swings ±100 W, the total stays flat
+    n = 40
+    swing = 100.0 * np.where(np.arange(n) % 2 == 0, 1.0, -1.0)
+    power = np.stack([200 + swing, 200 - swing])
+    state = np.full(n, 3)
+    segment = np.zeros(n, dtype=int)
+    req = pd.DataFrame(
+        {
+            "request_id": [0],
+            "start": pd.to_datetime(["2024-01-01"]),
+            "end": pd.to_datetime(["2024-01-01 00:00:04"]),
+            "prompt_tokens": [64],
+            "output_tokens": [32],
+            "batch_size": [8],
+        }
+    )
+    st = reduce_run(_run(power, state, segment), req, TDP)
+    n_pairs, ee, _, _ = st["lag"][1]
+    assert n_pairs == n - 1
+    assert ee < 1e-10  # the per-GPU swings cancel: no residual in the total
+    np.testing.assert_allclose(st["segments"]["level"].iloc[0], 200 / TDP, rtol=1e-6)
 
 
 def test_segments_levels_workload_and_counts(small_run):

@@ -32,9 +32,9 @@ def fitted(fit_data):
 
 def test_config_overrides_and_unknown_key():
     cfg = model_config_from(
-        {"n_components": 2, "ar_coef": {"dist": "Beta", "kwargs": {"alpha": 5, "beta": 2}, "dims": ["state"]}}
+        {"n_components": 2, "ar_atanh": {"dist": "Normal", "kwargs": {"mu": 1, "sigma": 2}, "dims": "state"}}
     )
-    assert cfg["n_components"] == 2 and cfg["ar_coef"].parameters["alpha"] == 5
+    assert cfg["n_components"] == 2 and cfg["ar_atanh"].parameters["mu"] == 1
     assert default_model_config()["n_components"] == 1  # defaults untouched
     with pytest.raises(KeyError, match="no_such_prior"):
         model_config_from({"no_such_prior": 1})
@@ -98,6 +98,18 @@ def test_config_params_contract(fitted):
             {"llm": "new-llm", "params_b": 70.0, "gpu_model": "B200-SXM-180GB", "n_gpus": 8}, n_draws=10
         )
     )
+
+
+def test_residual_scale_gives_the_total_its_fitted_variance(fitted):
+    """The fitted residual sd is that of the GPU-mean; ``resid_scale`` (per GPU, GPUs independent) is it
+    × √n_gpus, so the total over n GPUs has sd n × the fitted one."""
+    cfg = ServingConfig(
+        llm="llm-c", params_b=40.0, gpu_model="A100-SXM4-40GB", n_gpus=3, split=D.SPLIT_LAYER,
+        task="synthetic-bench:chat",
+    )
+    q = fitted._config_quantities(cfg, 30, 4)
+    cp = fitted.config_params(cfg, n_draws=30, seed=4)
+    np.testing.assert_allclose(cp["resid_scale"].values, q["resid_sd"] * 400.0 * np.sqrt(3), rtol=1e-9)
 
 
 def test_unseen_llm_and_gpu_get_wider_intervals(fitted):
@@ -183,6 +195,13 @@ def test_parameter_recovery():
         post["log_resid_scale"].sel(state=D.ACTIVE) + post["resid_group_dev"].sel(resid_group="r0|active")
     )
     assert abs(float(sd) / TRUTH["resid_sd"] - 1) < 0.25
+    # the 3-GPU run: its GPUs' own swings (sd 0.1) cancel in the mean; the GPU-mean's sd is recovered
+    sd3 = np.exp(
+        post["log_resid_scale"].sel(state=D.ACTIVE) + post["resid_group_dev"].sel(resid_group="r4|active")
+    )
+    assert abs(float(sd3) / TRUTH["resid_sd"] - 1) < 0.25
+    ar3 = np.tanh(post["ar_atanh"].sel(state=D.ACTIVE) + post["ar_group_dev"].sel(resid_group="r4|active"))
+    assert abs(float(ar3) - TRUTH["ar"]) < 0.1
     slope = post["level_slope"].sel(state=D.ACTIVE, covariate="log2_context_tokens")
     assert abs(float(slope) - TRUTH["slope_context"]) < 0.08
     level_sd = np.exp(
