@@ -723,8 +723,13 @@ class PowerModel:
     def _group_dev(
         self, post: xr.Dataset, name: str, dim: str, cid: str, rng: np.random.Generator
     ) -> np.ndarray:
-        """(draw, state) log-sd deviation of a configuration: the mean over its runs' groups, or a draw
-        from the group population when it has none in that state."""
+        """(draw, state) deviation of a configuration: the mean over its runs' groups; 0 where its runs were
+        fitted without a group in that state (the pooled state value then describes them) or where fewer
+        than two runs have a group in that state; else (a new configuration) a draw from the population.
+
+        The population sd is shared by the groups of every state; drawing an idle deviation from it when
+        the groups are nearly all active ones gave held-out idle residual sds of 10⁵ W and non-finite
+        replays (NUTS folds)."""
         n, states = post.sizes[D.DRAW], self.states
         out = np.zeros((n, len(states)))
         labels = [str(v) for v in post[name][dim].values] if name in post else []
@@ -741,8 +746,11 @@ class PowerModel:
                 for lab in labels
                 if lab.endswith(f"|{state}") and run_cfg.get(lab.rsplit("|", 1)[0]) == cid
             ]
+            in_state = [lab for lab in labels if lab.endswith(f"|{state}")]
             if mine:
                 out[:, j] = post[name].sel({dim: mine}).mean(dim).values
+            elif cid in run_cfg.values() or len(in_state) < 2:
+                continue  # fitted (or described) by the pooled state value: deviation 0
             else:
                 sigma = (
                     post[f"{name}_sigma"].values

@@ -214,3 +214,25 @@ def test_parameter_recovery():
     itl_at_32 = itl * (1 + np.exp(float(post["log_itl_per_seq_ratio"])) * 32)
     assert abs(itl_at_32 / (TRUTH["itl"] * 1.32) - 1) < 0.3
     assert MAX_FRAC == model.model_config["max_frac"]
+
+
+def test_group_deviation_of_a_seen_configuration_without_a_group_is_zero(fitted):
+    """Runs fitted without a group of their own in a state sit at the pooled value (deviation 0); only a
+    new configuration draws from the population."""
+    from wattscape.models.hierarchical import RESID_GROUP
+
+    post, rng = fitted._draws(20, 0)
+    labels = [str(v) for v in post["resid_group_dev"][RESID_GROUP].values]
+    fd = fitted.fit_data
+    cfgs = [str(c) for c in fd[D.CONFIG].values]
+    run_cfg = {str(r): cfgs[i] for r, i in zip(fd[D.RUN].values, fd["run_config"].values, strict=True)}
+    idle = fitted.states.index(D.IDLE)
+    # a configuration whose runs all lack an idle group (r1 in the synthetic catalog)
+    cid = next(
+        c for c in set(run_cfg.values())
+        if not any(f"{r}|{D.IDLE}" in labels for r, rc in run_cfg.items() if rc == c)
+    )
+    dev = fitted._group_dev(post, "resid_group_dev", RESID_GROUP, cid, rng)
+    np.testing.assert_array_equal(dev[:, idle], 0.0)
+    new = fitted._group_dev(post, "resid_group_dev", RESID_GROUP, "never|seen|none1|float16", rng)
+    assert np.std(new[:, idle]) > 0  # three runs have an idle group: a new configuration draws
