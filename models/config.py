@@ -163,7 +163,7 @@ def default_model_config() -> dict[str, Any]:
         # the AR(1) coefficient per (run, state) group, pooled on the atanh scale: measured at the native
         # ~100 ms period it is -0.44 to 0.13 on most runs but 0.3-0.85 on some (V100, the output sweep),
         # and a single pooled value (0.46) doubled the variance of 1 s means of the white-noise runs.  On
-        # (-1, 1), not (0, 1): a logit link left the anti-persistent runs a flat tail towards 0 (r̂ 1.6)
+        # (-1, 1), not (0, 1): a logit link left the anti-persistent runs a flat tail towards 0 (r̂ 1.46)
         "ar_atanh": Prior("Normal", mu=0.2, sigma=0.5, dims=state),
         "ar_group_dev": Prior("Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=4.0), dims=(RESID_GROUP,)),
         "log_resid_scale": Prior("Normal", mu=-3.5, sigma=1.5, dims=state),
