@@ -130,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     (C.REPO / args.cache).mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame([run_one(name, a) for name, a in todo])
     md = markdown(table, args)
-    C.write_result(NAME, table, md, command=command, out_dir=args.out)
+    # the NUTS set's summary sits beside the fast set's, like its experiments' results
+    C.write_result(NAME if args.fit == "fast" else f"{NAME}_nuts", table, md, command=command, out_dir=args.out)
     print(md)
     return int(bool(len(table) and (table["exit_status"] != 0).any()))
 

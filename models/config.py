@@ -31,12 +31,17 @@ b_slope_gpu (gpu_model)          card-specific change of the log2-batch slope (a
 b_context_slope_gpu (gpu_model)  card-specific change of the log2-context slope (busy states)
 level_slope (state, covariate)   workload slope of a segment's level, per log2 unit of each covariate
 log_level_scale (state)          log between-segment sd of levels (logit scale), pooled per state
-level_group_dev (level_group)    centred log deviation of a (run, state) with enough segments
+level_group_dev (level_group)    centred log deviation of a (run, state) with enough segments, sd
+                                 ``level_group_dev_sigma`` (state): one population per state
 ar_atanh (state)                 atanh of the pooled AR(1) coefficient of the within-segment residual
                                  (``ar_coef`` = tanh(ar_atanh), a deterministic)
-ar_group_dev (resid_group)       centred atanh deviation of a (run, state)'s AR(1) coefficient
+ar_group_dev (resid_group)       centred atanh deviation of a (run, state)'s AR(1) coefficient, sd
+                                 ``ar_group_dev_sigma`` (state)
 log_resid_scale (state)          log stationary residual sd (fraction of TDP), pooled per state
-resid_group_dev (resid_group)    centred log deviation of a (run, state) with enough lag pairs
+resid_group_dev (resid_group)    centred log deviation of a (run, state) with enough lag pairs, sd
+                                 ``resid_group_dev_sigma`` (state)
+                                 A state gets groups only where at least two runs qualify: a lone group
+                                 and the pooled value of its state are one quantity (a ridge)
 sigma_summary (source)           scatter of configuration-summary power around the model (logit scale)
 itl_* / prefill_* / dwell_*      latency and dwell-time priors (log seconds, or log efficiency factors on
                                  the rooflines of ``hardware.latency_rooflines``; crossed ``itl_llm``,
@@ -153,11 +158,11 @@ def default_model_config() -> dict[str, Any]:
         "level_slope": Prior("Normal", mu=0.0, sigma=0.3, dims=(D.STATE, D.COVARIATE)),
         "component_gap": Prior("HalfNormal", sigma=0.5, dims=(D.STATE,)),
         "log_level_scale": Prior("Normal", mu=-1.0, sigma=1.0, dims=state),
-        # centred: each group has many segments, so its sd is well informed (non-centred makes a ridge)
-        # group sds: zero-avoiding Gamma hyperpriors (few groups; a centred group at sd 0 is a funnel)
-        "level_group_dev": Prior(
-            "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=4.0), dims=(LEVEL_GROUP,)
-        ),
+        # group deviations are centred: each group has many segments, so its sd is well informed
+        # (non-centred makes a ridge).  Their population sd is one per state (busy groups spread from
+        # 7 W to 49 W of residual sd; one sd shared with idle drew held-out idle residuals of kilowatts),
+        # with a zero-avoiding Gamma prior (few groups; a centred group at sd 0 is a funnel)
+        "level_group_dev_sigma": Prior("Gamma", alpha=2.0, beta=4.0, dims=state),
         "sigma_summary": Prior("HalfNormal", sigma=0.3, dims=(SOURCE,)),
         # --- within-segment residual -----------------------------------------------------------
         # the AR(1) coefficient per (run, state) group, pooled on the atanh scale: measured at the native
@@ -165,11 +170,9 @@ def default_model_config() -> dict[str, Any]:
         # and a single pooled value (0.46) doubled the variance of 1 s means of the white-noise runs.  On
         # (-1, 1), not (0, 1): a logit link left the anti-persistent runs a flat tail towards 0 (r̂ 1.46)
         "ar_atanh": Prior("Normal", mu=0.2, sigma=0.5, dims=state),
-        "ar_group_dev": Prior("Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=4.0), dims=(RESID_GROUP,)),
+        "ar_group_dev_sigma": Prior("Gamma", alpha=2.0, beta=4.0, dims=state),
         "log_resid_scale": Prior("Normal", mu=-3.5, sigma=1.5, dims=state),
-        "resid_group_dev": Prior(
-            "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=2.0), dims=(RESID_GROUP,)
-        ),
+        "resid_group_dev_sigma": Prior("Gamma", alpha=2.0, beta=2.0, dims=state),
         "min_group_segments": 5,  # a (run, state) gets its own level sd from this many segments
         "min_group_lags": 50,  # ... and its own residual sd from this many lag pairs
         # --- latency and dwell times (log seconds) -----------------------------------------------

@@ -104,6 +104,16 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def _state_pooled_dev(cfg: Mapping[str, Any], name: str, group_state: np.ndarray, dim: str):
+    """Centred deviations ``name`` (dim) of (run, state) groups, ``Normal(0, sigma[state of the group])``.
+
+    ``sigma`` is the model variable ``{name}_sigma`` (dims state) from the prior ``cfg["{name}_sigma"]``:
+    one population per state (``Prior`` cannot index a parent's dim, hence the explicit ``pm.Normal``).
+    """
+    sigma = cfg[f"{name}_sigma"].create_variable(f"{name}_sigma")
+    return pm.Normal(name, mu=0.0, sigma=sigma[np.asarray(group_state, dtype=int)], dims=dim)
+
+
 def _config_rooflines(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
     """(config,) log decode-step and log prefill-per-token rooflines of the fit data's configurations."""
     from wattscape.models.hardware import gpu_spec, latency_rooflines
@@ -266,10 +276,17 @@ class PowerModel:
         seg_run, seg_state = ds["seg_run"].values, ds["seg_state"].values
         counts = np.zeros((len(runs), len(states)), dtype=int)
         np.add.at(counts, (seg_run, seg_state), 1)
-        lr, ls = np.nonzero(counts >= int(self.model_config["min_group_segments"]))
+
+        def pooled(qualifies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            # a state gets groups only where two runs or more qualify: a lone group's deviation and the
+            # pooled value of its state are one quantity (a ridge that a chain can wander along)
+            qualifies = qualifies & (qualifies.sum(axis=0) >= 2)[None, :]
+            return np.nonzero(qualifies)
+
+        lr, ls = pooled(counts >= int(self.model_config["min_group_segments"]))
         index = -np.ones_like(counts)
         index[lr, ls] = np.arange(lr.size)
-        rr, rs = np.nonzero(ds["lag_n"].values >= int(self.model_config["min_group_lags"]))
+        rr, rs = pooled(ds["lag_n"].values >= int(self.model_config["min_group_lags"]))
         return {
             "level_labels": [f"{runs[r]}|{states[s]}" for r, s in zip(lr, ls, strict=True)],
             "level_run": lr,
@@ -375,7 +392,7 @@ class PowerModel:
                 log_level_scale = cfg["log_level_scale"].create_variable("log_level_scale")
                 log_sd_j = log_level_scale[s_state]
                 if groups["level_labels"]:
-                    dev = cfg["level_group_dev"].create_variable("level_group_dev")
+                    dev = _state_pooled_dev(cfg, "level_group_dev", groups["level_state"], LEVEL_GROUP)
                     dev_j = pt.concatenate([pt.zeros(1), dev])[groups["seg_group"] + 1]  # -1: no own group
                     log_sd_j = log_sd_j + dev_j
                 sd_j = pt.exp(log_sd_j)
@@ -409,9 +426,9 @@ class PowerModel:
                 atanh_phi = pt.zeros(lag_n.shape) + ar_atanh[None, :]
                 if groups["resid_labels"]:
                     at = (groups["resid_run"], groups["resid_state"])
-                    dev_r = cfg["resid_group_dev"].create_variable("resid_group_dev")
+                    dev_r = _state_pooled_dev(cfg, "resid_group_dev", groups["resid_state"], RESID_GROUP)
                     log_sd = pt.inc_subtensor(log_sd[at], dev_r)
-                    dev_a = cfg["ar_group_dev"].create_variable("ar_group_dev")
+                    dev_a = _state_pooled_dev(cfg, "ar_group_dev", groups["resid_state"], RESID_GROUP)
                     atanh_phi = pt.inc_subtensor(atanh_phi[at], dev_a)
                 sd = pt.exp(log_sd)
                 phi = pt.tanh(atanh_phi)  # (run, state)
@@ -724,12 +741,9 @@ class PowerModel:
         self, post: xr.Dataset, name: str, dim: str, cid: str, rng: np.random.Generator
     ) -> np.ndarray:
         """(draw, state) deviation of a configuration: the mean over its runs' groups; 0 where its runs were
-        fitted without a group in that state (the pooled state value then describes them) or where fewer
-        than two runs have a group in that state; else (a new configuration) a draw from the population.
-
-        The population sd is shared by the groups of every state; drawing an idle deviation from it when
-        the groups are nearly all active ones gave held-out idle residual sds of 10⁵ W and non-finite
-        replays (NUTS folds)."""
+        fitted without a group in that state (the pooled state value then describes them) or where the
+        state has no groups (fewer than two runs qualified); else (a new configuration) a draw from the
+        state's population, sd ``{name}_sigma`` of that state."""
         n, states = post.sizes[D.DRAW], self.states
         out = np.zeros((n, len(states)))
         labels = [str(v) for v in post[name][dim].values] if name in post else []
@@ -752,12 +766,10 @@ class PowerModel:
             elif cid in run_cfg.values() or len(in_state) < 2:
                 continue  # fitted (or described) by the pooled state value: deviation 0
             else:
-                sigma = (
-                    post[f"{name}_sigma"].values
-                    if f"{name}_sigma" in post
-                    else np.full(n, float(self.model_config[name].parameters.get("sigma", 0.0)))
-                )
-                out[:, j] = sigma * rng.standard_normal(n)
+                sigma = post[f"{name}_sigma"]
+                if D.STATE in sigma.dims:
+                    sigma = sigma.sel({D.STATE: state})
+                out[:, j] = sigma.values * rng.standard_normal(n)
         return out
 
     def _config_quantities(self, config: ServingConfig, n_draws: int | None, seed: int) -> dict[str, Any]:

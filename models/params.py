@@ -91,6 +91,21 @@ def validate_config_params(ds: xr.Dataset) -> xr.Dataset:
     if have and len(have) != len(LOGIT_LEVEL_VARS):
         problems.append(f"logit-link level variables must come together: has {have} of {LOGIT_LEVEL_VARS}")
     problems += [f"missing attribute {a!r}" for a in REQUIRED_ATTRS if a not in ds.attrs]
+    if not problems:
+        for name in ds.data_vars:
+            values = np.asarray(ds[name].values)
+            if values.dtype.kind == "f" and not np.isfinite(values).all():
+                bad = int((~np.isfinite(values)).sum())
+                problems.append(f"{name!r} has {bad} non-finite value(s) (a broken posterior draw?)")
+    if not problems and "resid_scale" in ds and "tdp_w" in ds.attrs and "n_gpus" in ds.attrs:
+        # a residual sd beyond the configuration's nameplate is no power fluctuation: a stuck chain
+        nameplate = float(ds.attrs["tdp_w"]) * int(ds.attrs["n_gpus"])
+        worst = float(ds["resid_scale"].max())
+        if worst > nameplate:
+            problems.append(
+                f"'resid_scale' reaches {worst:.4g} W, above the configuration's nameplate {nameplate:.4g} W "
+                "(a broken posterior draw?)"
+            )
     if "level_weight" in ds and not problems:
         total = ds["level_weight"].sum(D.COMPONENT)
         if not np.allclose(total, 1.0, atol=1e-5):

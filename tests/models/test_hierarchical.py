@@ -236,3 +236,26 @@ def test_group_deviation_of_a_seen_configuration_without_a_group_is_zero(fitted)
     np.testing.assert_array_equal(dev[:, idle], 0.0)
     new = fitted._group_dev(post, "resid_group_dev", RESID_GROUP, "never|seen|none1|float16", rng)
     assert np.std(new[:, idle]) > 0  # three runs have an idle group: a new configuration draws
+
+
+def test_a_lone_group_in_a_state_is_pooled_not_grouped(fit_data):
+    """Only one run with enough idle lag pairs: its deviation and the pooled idle value would be one
+    quantity (the ridge a NUTS chain wandered along to an idle residual sd of 6.6 kW), so idle gets no
+    groups; a state where two runs qualify keeps both."""
+    ds = fit_data.ds.copy()
+    model = PowerModel()
+    idle, active = model.states.index(D.IDLE), model.states.index(D.ACTIVE)
+    lag_n = np.zeros_like(ds["lag_n"].values)
+    lag_n[0, idle] = 500  # only run 0 qualifies in idle
+    lag_n[:2, active] = 500  # runs 0 and 1 qualify in active
+    ds["lag_n"] = (ds["lag_n"].dims, lag_n)
+    groups = model._groups(ds)
+    runs = [str(r) for r in ds[D.RUN].values]
+    assert groups["resid_labels"] == [f"{runs[0]}|{D.ACTIVE}", f"{runs[1]}|{D.ACTIVE}"]
+
+
+def test_group_population_sd_is_one_per_state(fitted):
+    post = fitted.idata.posterior
+    for name in ("resid_group_dev_sigma", "ar_group_dev_sigma", "level_group_dev_sigma"):
+        assert post[name].dims[-1] == D.STATE, name
+        assert list(post[name][D.STATE].values) == list(fitted.states)
