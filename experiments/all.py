@@ -131,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = pd.DataFrame([run_one(name, a) for name, a in todo])
     md = markdown(table, args)
     # the NUTS set's summary sits beside the fast set's, like its experiments' results
-    C.write_result(NAME if args.fit == "fast" else f"{NAME}_nuts", table, md, command=command, out_dir=args.out)
+    name = NAME if args.fit == "fast" else f"{NAME}_nuts"
+    C.write_result(name, table, md, command=command, out_dir=args.out)
     print(md)
     return int(bool(len(table) and (table["exit_status"] != 0).any()))
 

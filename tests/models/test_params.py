@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from wattscape.models import dims as D
 from wattscape.models.params import example_config_params, validate_config_params
 
