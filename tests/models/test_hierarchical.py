@@ -112,6 +112,28 @@ def test_residual_scale_gives_the_total_its_fitted_variance(fitted):
     np.testing.assert_allclose(cp["resid_scale"].values, q["resid_sd"] * 400.0 * np.sqrt(3), rtol=1e-9)
 
 
+def test_residual_sd_of_a_new_configuration_stops_at_the_physical_bound(fitted):
+    """A new configuration draws its residual sd from a log-normal population; a draw in its tail beyond
+    max_frac/2 of TDP (the largest sd of power bounded in [0, max_frac·TDP]) is cut there, so the replay
+    never gets a residual larger than the card."""
+    import copy
+
+    new = ServingConfig(
+        llm="never-seen", params_b=7.0, gpu_model="A100-SXM4-40GB", task="synthetic-bench:chat"
+    )
+    wide = copy.copy(fitted)
+    post = fitted.idata.posterior.copy()
+    post["resid_group_dev_sigma"] = post["resid_group_dev_sigma"] * 0 + 25.0  # a population with a huge tail
+    wide.idata = fitted.idata.copy()
+    wide.idata.posterior = post
+    q = wide._config_quantities(new, 200, 0)
+    bound = 0.5 * float(fitted.model_config["max_frac"])
+    active = fitted.states.index(D.ACTIVE)
+    assert q["resid_sd"].max() == bound  # some draws are cut ...
+    assert q["resid_sd"][:, active].min() < bound  # ... not all
+    validate_config_params(wide.config_params(new, n_draws=200, seed=0))
+
+
 def test_unseen_llm_and_gpu_get_wider_intervals(fitted):
     def width(cfg):
         s = summarise_prediction(fitted.predict_config(cfg, batch=32, n_draws=2000, seed=2))["active_power_w"]
