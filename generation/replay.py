@@ -278,12 +278,8 @@ def replay_draw(
     vf = block_var_factor(phi_step, var_m)
     z = jax.random.normal(k_r, width.shape, jnp.float32)
     resid = _ar1(phi.astype(jnp.float32), jnp.sqrt(var * vf).astype(jnp.float32), z)
-    # what the GPUs can draw: never below 0 W, never above n_gpus · level_max_w on the logit link (the
-    # residual is added to a bounded level, and a wide one would otherwise pass the nameplate)
-    total = jnp.maximum(n_gpus * level + resid, 0.0)
-    if logit:
-        total = jnp.minimum(total, n_gpus * p.max_w)
-    return meter_kernel(total, meter_k).astype(jnp.float32), s, f, e
+    total = meter_kernel(n_gpus * level + resid, meter_k)
+    return jnp.maximum(total, 0.0).astype(jnp.float32), s, f, e
 
 
 @partial(jax.jit, static_argnames=("phases", "meter_k", "var_m", "closed", "logit"))

@@ -599,14 +599,7 @@ def _gpu_power(key, p, lvl, var, n_gpu, dt, ar_step_s, meter_k):
     phi_dt, vf = resid_grid_params(p, dt, ar_step_s)
     var = jnp.broadcast_to(var[:, :, None], (n_steps, g, n_gpu)).reshape(n_steps, g * n_gpu)
     resid = ar1_residual(key, var, phi_dt, vf).reshape(n_steps, g, n_gpu)
-    return meter_kernel(bound_power(p, lvl[:, :, None] + resid), meter_k)
-
-
-def bound_power(p: EmissionParams, power, n_gpu=1):
-    """``power`` of ``n_gpu`` GPUs clipped to what they can draw: ``[0, n_gpu · max_w]`` on the logit link
-    (levels are bounded there, the residual added to them is not), ``[0, ∞)`` on the tangent."""
-    power = jnp.maximum(power, 0.0)
-    return jnp.minimum(power, n_gpu * p.max_w) if has_logit(p) else power
+    return meter_kernel(lvl[:, :, None] + resid, meter_k)
 
 
 @partial(jax.jit, static_argnames=("n_gpu", "n_steps", "dt", "ar_step_s", "meter_k", "cap_w"))

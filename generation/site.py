@@ -373,7 +373,6 @@ class _FleetRun:
                 np.zeros(n_groups, np.int32) if lv == D.FACILITY else site.level_index(lv)[servers_of_group]
             )
             self.rows = np.pad(rows.astype(np.int32), (0, n_pad), constant_values=n_rows)  # padding: dropped
-            self.row_gpus = np.bincount(rows, minlength=n_rows)[:n_rows] * f.tensor_parallel
         self.trf = fleet_traffic(site, f, seed + 104729 * fi)
         if self.trf[0] == "table":
             req = self.trf[1]
@@ -500,11 +499,7 @@ class _DrawSum:
             r.pipe.submit(resid, self.finish)
 
     def finish(self, resid) -> None:
-        r = self.run
-        power = np.maximum(self.lvl + np.asarray(resid), 0.0)
-        if r.ep_host.lg_loc.shape[-1] > 0:  # logit link: a row's GPUs draw at most row_gpus · max_w
-            power = np.minimum(power, r.row_gpus[None, :] * float(r.ep_host.max_w[int(r.pos[self.d])]))
-        r.finest[self.di] += _meter_np(power, r.meter_k)
+        self.run.finest[self.di] += _meter_np(self.lvl + np.asarray(resid), self.run.meter_k)
         self.lvl = None
 
 

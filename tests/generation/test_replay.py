@@ -219,20 +219,3 @@ def test_calls_of_one_workload_cell_share_their_level():
         same = mid[:, prompts == cell]
         np.testing.assert_allclose(same, same[:, :1].repeat(same.shape[1], 1), rtol=1e-5)
     assert np.all(np.abs(mid[:, 0] - mid[:, 2]) > 1e-3)  # independent draws for the two cells
-
-
-def test_replayed_power_stays_within_what_the_gpus_can_draw():
-    """On the logit link the replayed total of n GPUs stays in [0, n · level_max_w] even with a residual
-    as wide as the card."""
-    from tests.generation.test_simulate_logit import add_logit
-
-    run, req = make_run("bound", n_gpus=2, duration_s=60.0, n_requests=6)
-    params = add_logit(
-        example_config_params(4, states=D.STATES_ACTIVE, tdp_w=400.0, n_gpus=2, tensor_parallel=1)
-    )
-    params["resid_scale"][:] = 400.0
-    params["ar_coef"][:] = 0.0
-    y = replay_params(params, run, req, seed=1).values
-    bound = 2 * float(params["level_max_w"][0])
-    assert y.min() >= 0.0 and y.max() <= bound * (1 + 1e-6)
-    assert y.max() > 0.95 * bound  # it binds
