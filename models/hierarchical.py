@@ -763,12 +763,10 @@ class PowerModel:
             in_state = [lab for lab in labels if lab.endswith(f"|{state}")]
             if mine:
                 out[:, j] = post[name].sel({dim: mine}).mean(dim).values
-            elif cid in run_cfg.values() or len(in_state) < 2:
+            elif cid in run_cfg.values() or not in_state:
                 continue  # fitted (or described) by the pooled state value: deviation 0
             else:
-                sigma = post[f"{name}_sigma"]
-                if D.STATE in sigma.dims:
-                    sigma = sigma.sel({D.STATE: state})
+                sigma = post[f"{name}_sigma"].sel({D.STATE: state})
                 out[:, j] = sigma.values * rng.standard_normal(n)
         return out
 
