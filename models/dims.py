@@ -33,6 +33,7 @@ STATE: Final = "state"
 COMPONENT: Final = "component"
 LLM: Final = "llm"
 GPU_MODEL: Final = "gpu_model"
+GPU_GENERATION: Final = "gpu_generation"  # architecture of a card (volta, ampere, ...): cards nest in it
 PARALLEL: Final = "parallel"
 CONFIG: Final = "config"
 RUN: Final = "run"

@@ -15,7 +15,11 @@ intervals.  Every busy-state level is well informed (tens of segments or summary
 effects are centred with zero-avoiding Gamma sds; the idle card effect, seen on few cards, is
 non-centred.  (Measured on all real data: non-centred busy effects gave tree depth 8-10 and divergences
 tied to ``b_par``; centred ones tree depth 5, no divergences.)  The covariate slopes and the mean of
-the effects overlap linearly; numpyro's dense mass matrix absorbs that.
+the effects overlap linearly; numpyro's dense mass matrix absorbs that.  The card effects on the levels
+(``models.config.CARD_EFFECTS``: ``b_gpu``, ``b_gpu_idle``) nest in the card's GPU generation,
+``b_gpu[g] = b_gpu_gen[generation of g] + b_gpu_card[g]``: a card nobody measured keeps what its
+generation showed on other cards, plus a card's deviation (the latency card effects stay flat; see
+``models/config.py``).
 
 Evidence enters at three levels, each reduced to sufficient statistics (``wattscape.inference.stats``):
 
@@ -112,6 +116,27 @@ def _state_pooled_dev(cfg: Mapping[str, Any], name: str, group_state: np.ndarray
     """
     sigma = cfg[f"{name}_sigma"].create_variable(f"{name}_sigma")
     return pm.Normal(name, mu=0.0, sigma=sigma[np.asarray(group_state, dtype=int)], dims=dim)
+
+
+def _card_effect(cfg: Mapping[str, Any], name: str, card_generation: np.ndarray):
+    """Card effect ``name`` (dims gpu_model) nested in the GPU generation of each card.
+
+    ``name[g] = name_gen[card_generation[g]] + name_card[g]``: the generation effect from the prior
+    ``cfg["{name}_gen"]`` (dims gpu_generation), the card's deviation from the prior ``cfg[name]`` created
+    as ``{name}_card``; ``name`` itself is the deterministic total, so a fitted card reads as before.
+    """
+    gen = cfg[f"{name}_gen"].create_variable(f"{name}_gen")
+    card = cfg[name].create_variable(f"{name}_card")
+    return pm.Deterministic(name, gen[np.asarray(card_generation, dtype=int)] + card, dims=D.GPU_MODEL)
+
+
+def _card_generations(cards: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """The GPU generations of ``cards`` (sorted coords) and each card's index into them."""
+    from wattscape.models.hardware import gpu_spec
+
+    gens = [str(gpu_spec(str(c))["generation"]) for c in cards]
+    labels = sorted(set(gens))
+    return labels, np.array([labels.index(g) for g in gens], dtype=int)
 
 
 def _config_rooflines(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -332,6 +357,7 @@ class PowerModel:
                 CONFIG_COVARIATE,
             )
         }
+        coords[D.GPU_GENERATION], card_gen = _card_generations(coords[D.GPU_MODEL])
         coords[D.SEGMENT] = np.arange(ds.sizes[D.SEGMENT])
         coords["summary"] = np.arange(ds.sizes["summary"])
         coords[D.COMPONENT] = np.arange(int(cfg["n_components"]))
@@ -354,8 +380,8 @@ class PowerModel:
             base = cfg["base"].create_variable("base")
             beta = cfg["beta"].create_variable("beta")
             b_llm = cfg["b_llm"].create_variable("b_llm")
-            b_gpu = cfg["b_gpu"].create_variable("b_gpu")
-            b_gpu_idle = cfg["b_gpu_idle"].create_variable("b_gpu_idle")
+            b_gpu = _card_effect(cfg, "b_gpu", card_gen)
+            b_gpu_idle = _card_effect(cfg, "b_gpu_idle", card_gen)
             b_par = cfg["b_par"].create_variable("b_par")
             b_layer = cfg["b_layer"].create_variable("b_layer")
             b_cfg = cfg["b_cfg"].create_variable("b_cfg")
@@ -717,16 +743,18 @@ class PowerModel:
         level: str,
         rng: np.random.Generator,
         other_dims: tuple[str, ...] = (),
+        prior_key: str | None = None,
     ) -> np.ndarray:
         """Posterior of effect ``name`` at ``level`` (draw, *other_dims), or, for an unseen level, a draw
-        from its population ``Normal(mu, sigma)`` (hyperparameters from the posterior or the prior)."""
-        if level in [str(v) for v in post[name][dim].values]:
+        from its population ``Normal(mu, sigma)`` (hyperparameters from the posterior, else from the prior
+        ``model_config[prior_key or name]``)."""
+        if name in post and level in [str(v) for v in post[name][dim].values]:
             return post[name].sel({dim: level}).transpose(D.DRAW, *other_dims).values
         n = post.sizes[D.DRAW]
         template = xr.DataArray(
             np.zeros((n, *[post.sizes[d] for d in other_dims])), dims=(D.DRAW, *other_dims)
         )
-        prior = self.model_config[name]
+        prior = self.model_config[prior_key or name]
 
         def hyper(key: str, default: float) -> np.ndarray:
             var = f"{name}_{key}"
@@ -736,6 +764,22 @@ class PowerModel:
             return np.broadcast_to(np.asarray(value, dtype=float), template.shape)
 
         return hyper("mu", 0.0) + hyper("sigma", 1.0) * rng.standard_normal(template.shape)
+
+    def _card(
+        self, post: xr.Dataset, name: str, card: str, generation: str, rng: np.random.Generator
+    ) -> np.ndarray:
+        """(draw,) card effect ``name`` (one of ``CARD_EFFECTS``) of ``card``, of GPU ``generation``.
+
+        A fitted card reads its posterior.  A new card is its generation's effect (posterior ``{name}_gen``
+        where the generation was fitted, else a draw from the generations' population) plus a draw of a
+        card's deviation (sd ``{name}_card_sigma``).  Posteriors fitted before the nesting have no
+        ``{name}_gen``: a new card then draws from the population of all cards, as they were fitted.
+        """
+        if f"{name}_gen" not in post or card in [str(v) for v in post[name][D.GPU_MODEL].values]:
+            return self._effect(post, name, D.GPU_MODEL, card, rng)
+        gen = self._effect(post, f"{name}_gen", D.GPU_GENERATION, generation, rng)
+        dev = self._effect(post, f"{name}_card", D.GPU_MODEL, card, rng, prior_key=name)
+        return gen + dev
 
     def _group_dev(
         self, post: xr.Dataset, name: str, dim: str, cid: str, rng: np.random.Generator
@@ -785,6 +829,7 @@ class PowerModel:
         par = parallel_label(cfg.split, cfg.n_gpus, cfg.tensor_parallel)
         busy = np.array([s != D.IDLE for s in self.states], dtype=float)
         gname = spec.get("name", cfg.gpu_model)
+        gen = str(spec.get("generation", ""))
         cid = config_id(cfg.llm, gname, par, cfg.precision or DEFAULT_PRECISION)
         seen = cid in [str(c) for c in post[D.CONFIG].values]
 
@@ -797,13 +842,13 @@ class PowerModel:
         busy_eff = (
             self._effect(post, "b_llm", D.LLM, cfg.llm, rng)
             + self._effect(post, "b_par", D.PARALLEL, par, rng)
-            + self._effect(post, "b_gpu", D.GPU_MODEL, gname, rng)
+            + self._card(post, "b_gpu", gname, gen, rng)
         )
         if "b_cfg" in post:  # absent from posteriors of package versions before it
             busy_eff = busy_eff + cfg_effect("b_cfg").reshape(n)
         if "b_layer" in post:
             busy_eff = busy_eff + post["b_layer"].values.reshape(n) * _layer_covariate([par], [cfg.n_gpus])[0]
-        idle_eff = self._effect(post, "b_gpu_idle", D.GPU_MODEL, gname, rng)
+        idle_eff = self._card(post, "b_gpu_idle", gname, gen, rng)
         eta = (
             post["base"].transpose(D.DRAW, D.STATE).values
             + np.einsum("k,dks->ds", x, beta)

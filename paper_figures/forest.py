@@ -1,8 +1,9 @@
 """Forest plot of the pooled effects of the fitted model (ArviZ ``plot_forest``, 90 % HDI, chains combined).
 
 The busy-state effects of the linear predictor on the logit scale of ``P / (max_frac · TDP)``
-(``models/hierarchical.py``): ``b_llm`` (left column), ``b_gpu``, ``b_gpu_idle`` (idle-state card
-effect), ``b_par`` (parallel layout) and the covariate slopes ``beta`` (per state).  Variables a
+(``models/hierarchical.py``): ``b_llm`` (left column), ``b_gpu_gen`` (GPU generation), ``b_gpu``
+(card: its generation's effect plus its own deviation), ``b_gpu_idle`` (idle-state card effect),
+``b_par`` (parallel layout) and the covariate slopes ``beta`` (per state).  Variables a
 posterior lacks are skipped; none at all is a missing-input error.
 
 Input: ``<results>/posterior_full.nc`` (or ``--posterior``).
@@ -23,9 +24,10 @@ from . import _style as S
 NAME = "forest"
 #: Effect variables: the left column holds the first, the right column the rest, in this order.
 LEFT = ("b_llm",)
-RIGHT = ("b_gpu", "b_gpu_idle", "b_par", "beta")
+RIGHT = ("b_gpu_gen", "b_gpu", "b_gpu_idle", "b_par", "beta")
 TITLES = {
     "b_llm": "LLM effect b_llm (busy states)",
+    "b_gpu_gen": "GPU-generation effect b_gpu_gen (busy states)",
     "b_gpu": "card effect b_gpu (busy states)",
     "b_gpu_idle": "card effect b_gpu_idle (idle)",
     "b_par": "parallel-layout effect b_par",

@@ -281,3 +281,49 @@ def test_group_population_sd_is_one_per_state(fitted):
     for name in ("resid_group_dev_sigma", "ar_group_dev_sigma", "level_group_dev_sigma"):
         assert post[name].dims[-1] == D.STATE, name
         assert list(post[name][D.STATE].values) == list(fitted.states)
+
+
+def test_card_effects_nest_in_the_gpu_generation(fitted):
+    """Every card effect is its generation's effect plus the card's deviation (both fitted)."""
+    from wattscape.models.config import CARD_EFFECTS
+    from wattscape.models.hardware import gpu_spec
+
+    post = fitted.idata.posterior
+    gens = [str(g) for g in post[D.GPU_GENERATION].values]
+    assert {"ampere", "volta", "hopper"} <= set(gens)  # A100 ×2, V100, H100 (summaries) in the catalog
+    for name in CARD_EFFECTS:
+        assert post[f"{name}_gen"].dims[-1] == D.GPU_GENERATION, name
+        for card in post[D.GPU_MODEL].values:
+            gen = gpu_spec(str(card))["generation"]
+            total = post[name].sel({D.GPU_MODEL: card})
+            parts = post[f"{name}_gen"].sel({D.GPU_GENERATION: gen}) + post[f"{name}_card"].sel(
+                {D.GPU_MODEL: card}
+            )
+            np.testing.assert_allclose(total.values, parts.values, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_a_new_card_keeps_what_its_generation_showed():
+    """Known answer on a hand-made posterior: a new card of a fitted generation is that generation's
+    effect plus a card deviation; a card of a generation never fitted draws the generation too; a fitted
+    card reads its own posterior; a posterior without generations draws from all cards."""
+    import xarray as xr
+
+    n = 4000
+    post = xr.Dataset(
+        {
+            "b_gpu": ((D.DRAW, D.GPU_MODEL), np.full((n, 1), -0.7)),
+            "b_gpu_gen": ((D.DRAW, D.GPU_GENERATION), np.full((n, 1), 1.5)),
+            "b_gpu_card_sigma": ((D.DRAW,), np.full(n, 0.05)),
+        },
+        coords={D.DRAW: np.arange(n), D.GPU_MODEL: ["A100-SXM4-40GB"], D.GPU_GENERATION: ["ampere"]},
+    )
+    model, rng = PowerModel(), np.random.default_rng(0)
+    np.testing.assert_array_equal(model._card(post, "b_gpu", "A100-SXM4-40GB", "ampere", rng), -0.7)
+    sibling = model._card(post, "b_gpu", "A100-SXM4-80GB", "ampere", rng)
+    assert abs(sibling.mean() - 1.5) < 0.01 and abs(sibling.std() - 0.05) < 0.005
+    stranger = model._card(post, "b_gpu", "H100-SXM5-80GB", "hopper", rng)
+    gen_sd = float(model.model_config["b_gpu_gen"].parameters["sigma"])  # fixed: no hyperprior
+    assert abs(stranger.mean()) < 0.03 and abs(stranger.std() - np.hypot(gen_sd, 0.05)) < 0.02
+    old = post.drop_vars("b_gpu_gen").rename({"b_gpu_card_sigma": "b_gpu_sigma"})
+    flat = model._card(old, "b_gpu", "A100-SXM4-80GB", "ampere", rng)
+    assert abs(flat.mean()) < 0.01 and abs(flat.std() - 0.05) < 0.005
