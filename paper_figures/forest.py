@@ -27,7 +27,7 @@ LEFT = ("b_llm",)
 RIGHT = ("b_gpu_gen", "b_gpu", "b_gpu_idle", "b_par", "beta")
 TITLES = {
     "b_llm": "LLM effect b_llm (busy states)",
-    "b_gpu_gen": "GPU-generation effect b_gpu_gen (busy states)",
+    "b_gpu_gen": "generation effect b_gpu_gen",
     "b_gpu": "card effect b_gpu (busy states)",
     "b_gpu_idle": "card effect b_gpu_idle (idle)",
     "b_par": "parallel-layout effect b_par",
