@@ -237,6 +237,40 @@ def bytes_per_param(precision: str | None) -> float:
     return 2.0
 
 
+#: Attention score elements per active parameter of Llama-2-7B (32 layers × 32 heads / 6.74 B): the
+#: reference of :func:`attention_score_ratio`.
+ATTENTION_REF = 32 * 32 / 6.74
+
+
+def attention_score_ratio(llm: str, active_params_b: float) -> float:
+    """Log attention-score elements per active parameter of an LLM, relative to Llama-2-7B; 0 if unknown.
+
+    Eager attention over a prompt of ``n`` tokens materialises ``n_layers · n_heads · n²`` scores per
+    sequence: what a prompt² cost scales with, while the prompt-token roofline scales with the active
+    parameters (``2 · active`` FLOP per token).  The log ratio ``log(n_layers · n_heads / active_b) −
+    log(ATTENTION_REF)`` shifts that roofline for the attention term, so an LLM held out of the fit keeps
+    what its layout implies (falcon-7b: 71 query heads, 2.2 × Llama-2-7B's scores at the same size).
+
+    Parameters
+    ----------
+    llm : str
+        Any name :func:`wattscape.models.llm_specs.llm_spec` knows; another LLM (or one without layer and
+        head counts) gets 0, the reference.
+    active_params_b : float
+        Active parameters per token, billions.
+    """
+    from .llm_specs import llm_spec
+
+    try:
+        spec = llm_spec(llm)
+    except KeyError:
+        return 0.0
+    lh = spec["n_layers"] * spec["n_heads"]
+    if not (np.isfinite(lh) and np.isfinite(active_params_b) and active_params_b > 0):
+        return 0.0
+    return float(np.log(lh / active_params_b) - np.log(ATTENTION_REF))
+
+
 def latency_rooflines(
     params_b: float,
     active_params_b: float,

@@ -50,9 +50,11 @@ Evidence enters at three levels, each reduced to sufficient statistics (``wattsc
   prefill_gpu[g]``, ``itl_per_seq = itl_base · e^log_itl_per_seq_ratio``, ``log itl_ctx[c] =
   roof_decode[c] + log_itl_ctx + ctx_gpu[g]`` (each decode step attends over the whole
   context, so runtime grows superlinearly with the output length; ``output`` is the log's output-token
-  limit), ``log prefill_attn[c] = roof_prefill[c] + log_prefill_attn + attn_llm[l] + attn_gpu[g]``
-  (attention over the prompt); idle stretches are log-normal.  Transitions of the embedded chain (no
-  self-loops) are conjugate Dirichlet–multinomial, computed exactly from the counts.
+  limit), ``log prefill_attn[c] = roof_prefill[c] + a_l + log_prefill_attn + attn_llm[l] + attn_gpu[g]``
+  (attention over the prompt; ``a_l`` = :func:`wattscape.models.hardware.attention_score_ratio`, the LLM's
+  attention-score elements per active parameter, when ``attention_layout`` is on); idle stretches are
+  log-normal.  Transitions of the embedded chain (no self-loops) are conjugate Dirichlet–multinomial,
+  computed exactly from the counts.
 
 The meter kernel: ``config_params`` carries ``meter_window_s`` of the card's generation (the averaging
 window of nvidia-smi ``power.draw``; values and sources in ``models/config.py``); the generator applies
@@ -137,6 +139,20 @@ def _card_generations(cards: Sequence[str]) -> tuple[list[str], np.ndarray]:
     gens = [str(gpu_spec(str(c))["generation"]) for c in cards]
     labels = sorted(set(gens))
     return labels, np.array([labels.index(g) for g in gens], dtype=int)
+
+
+def _config_attention(ds: xr.Dataset) -> np.ndarray:
+    """(config,) log attention-score ratio of each configuration's LLM (``attention_score_ratio``)."""
+    from wattscape.models.hardware import attention_score_ratio
+
+    llms = [str(v) for v in ds[D.LLM].values]
+    out = []
+    for c in range(ds.sizes[D.CONFIG]):
+        active = float(ds["config_active_params_b"].values[c])
+        if not (np.isfinite(active) and active > 0):
+            active = float(ds["config_params_b"].values[c])
+        out.append(attention_score_ratio(llms[int(ds["config_llm"].values[c])], active))
+    return np.array(out, dtype=float)
 
 
 def _config_rooflines(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -501,7 +517,10 @@ class PowerModel:
             attn_gpu = cfg["attn_gpu"].create_variable("attn_gpu")
             # on the prompt-token roofline, not on log_prefill_cfg: relative to the linear cost, the card
             # effects of the two terms traded against each other (full fit: r̂ 1.3 on prefill_gpu)
-            log_pf_attn = roof_pf + log_attn + attn_llm[c_llm] + attn_gpu[c_gpu]
+            # the LLM's attention-score elements per active parameter shift the roofline (a held-out LLM
+            # keeps what its layers and heads imply)
+            attn_x = _config_attention(ds) if cfg["attention_layout"] else 0.0
+            log_pf_attn = roof_pf + attn_x + log_attn + attn_llm[c_llm] + attn_gpu[c_gpu]
             log_pf_over = cfg["log_prefill_overhead_s"].create_variable("log_prefill_overhead_s")
             dwell_sigma = cfg["dwell_sigma"].create_variable("dwell_sigma")
             log_idle_dwell = cfg["log_idle_dwell"].create_variable("log_idle_dwell")
@@ -817,7 +836,7 @@ class PowerModel:
     def _config_quantities(self, config: ServingConfig, n_draws: int | None, seed: int) -> dict[str, Any]:
         """Per-draw arrays of one configuration (known levels reuse their effects, new ones draw)."""
         from wattscape.inference.stats import DEFAULT_PRECISION, config_covariates, config_id, parallel_label
-        from wattscape.models.hardware import gpu_spec, latency_rooflines
+        from wattscape.models.hardware import attention_score_ratio, gpu_spec, latency_rooflines
 
         cfg = config.resolved()
         spec = gpu_spec(cfg.gpu_model)
@@ -895,8 +914,11 @@ class PowerModel:
             log_pf = roof_pf + post["log_prefill_s_per_token"].values + eff("prefill_gpu", D.GPU_MODEL, gname)
         itl_base = np.exp(log_itl)
         log_ctx = roof_dec + post["log_itl_ctx"].values + eff("ctx_gpu", D.GPU_MODEL, gname)
+        active = cfg.active_params_b if cfg.active_params_b and cfg.active_params_b > 0 else cfg.params_b
+        layout = self.model_config["attention_layout"]
         log_attn = (
             roof_pf
+            + (attention_score_ratio(cfg.llm, float(active)) if layout else 0.0)
             + post["log_prefill_attn"].values
             + eff("attn_llm", D.LLM, cfg.llm)
             + eff("attn_gpu", D.GPU_MODEL, gname)

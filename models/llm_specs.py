@@ -95,7 +95,8 @@ def llm_spec(name: str) -> dict:
     dict
         ``name`` (canonical), ``params_b`` (total parameters, billions), ``active_params_b`` (active per
         token, billions; equal to ``params_b`` for dense models), ``architecture`` (``"dense"`` or
-        ``"moe"``) and ``source``.
+        ``"moe"``), ``n_layers`` and ``n_heads`` (transformer layers and attention query heads, from the
+        checkpoint's ``config.json``; NaN where the table has none) and ``source``.
 
     Raises
     ------
@@ -108,5 +109,7 @@ def llm_spec(name: str) -> dict:
         "params_b": float(row["params_b"]),
         "active_params_b": float(row["active_params_b"]),
         "architecture": str(row["architecture"]),
+        "n_layers": float(row["n_layers"]) if str(row["n_layers"]).strip() else float("nan"),
+        "n_heads": float(row["n_heads"]) if str(row["n_heads"]).strip() else float("nan"),
         "source": str(row["source"]),
     }

@@ -132,3 +132,18 @@ def test_llm_table_agrees_with_mlenergy_params(shared_data):
         spec = llm_spec(name)
         assert spec["params_b"] == pytest.approx(mle.loc[name, "params_b"])
         assert spec["active_params_b"] == pytest.approx(mle.loc[name, "active_params_b"])
+
+
+def test_attention_score_ratio_known_answers():
+    from wattscape.models.hardware import attention_score_ratio
+
+    # Llama-2-7B is the reference; falcon-7b: 32 layers x 71 query heads at 7.2 B
+    assert attention_score_ratio("Llama-2-7b-chat-hf", 6.74) == pytest.approx(0.0, abs=1e-12)
+    assert attention_score_ratio("falcon-7b", 7.2) == pytest.approx(np.log(32 * 71 / 7.2 / (32 * 32 / 6.74)))
+    # a MoE counts its active parameters (the caller passes them)
+    assert attention_score_ratio("Mixtral-8x7B-v0.1", 12.9) == pytest.approx(np.log(6.74 / 12.9))
+    # unknown LLM, an LLM without layer/head counts, a missing parameter count: the reference
+    assert attention_score_ratio("no-such-llm-1b", 1.0) == 0.0
+    assert attention_score_ratio("DeciLM-7B", 7.04) == 0.0
+    assert attention_score_ratio("falcon-7b", float("nan")) == 0.0
+    assert np.isnan(llm_spec("DeciLM-7B")["n_layers"]) and llm_spec("falcon-7b")["n_heads"] == 71

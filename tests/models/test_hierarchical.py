@@ -327,3 +327,19 @@ def test_a_new_card_keeps_what_its_generation_showed():
     old = post.drop_vars("b_gpu_gen").rename({"b_gpu_card_sigma": "b_gpu_sigma"})
     flat = model._card(old, "b_gpu", "A100-SXM4-80GB", "ampere", rng)
     assert abs(flat.mean()) < 0.01 and abs(flat.std() - 0.05) < 0.005
+
+
+def test_a_new_llm_keeps_its_attention_layout(fitted):
+    """Two LLMs the fit never saw, alike but for their query heads (falcon-7b 71, Llama-2-7B 32, both 32
+    layers; same parameter count given here): with the same seed their prompt-attention costs differ by
+    exactly 71/32; with ``attention_layout`` off they are equal."""
+    import copy
+
+    def attn(model, llm):
+        cfg = ServingConfig(llm=llm, params_b=7.0, gpu_model="A100-SXM4-40GB", task="synthetic-bench:chat")
+        return model.config_params(cfg, n_draws=50, seed=3)["prefill_attn_s"].values
+
+    np.testing.assert_allclose(attn(fitted, "falcon-7b") / attn(fitted, "Llama-2-7b-chat-hf"), 71 / 32)
+    off = copy.copy(fitted)  # shares the posterior
+    off.model_config = {**fitted.model_config, "attention_layout": False}
+    np.testing.assert_allclose(attn(off, "falcon-7b"), attn(off, "Llama-2-7b-chat-hf"))
