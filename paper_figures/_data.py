@@ -17,7 +17,7 @@ import xarray as xr
 from wattscape.inference import metrics as M
 from wattscape.models import dims as D
 
-from ._style import CARDS, REPO, MissingInputError, require
+from ._style import CARDS, REPO, MissingInputError, posterior_file, require
 
 #: Measured data beside the repository (override with ``$WATTSCAPE_SHARED_DATA``).
 SHARED_DATA = Path(os.environ.get("WATTSCAPE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -30,7 +30,11 @@ PREFERRED_DURATION_S = 300.0
 def add_trace_args(p: argparse.ArgumentParser) -> None:
     """Options of the figures that replay runs: catalog, posterior, draws, seed."""
     p.add_argument("--catalog", type=Path, help="catalog folder (default: energy-inference, ingested once)")
-    p.add_argument("--posterior", type=Path, help="fitted posterior (default <results>/posterior_full.nc)")
+    p.add_argument(
+        "--posterior",
+        type=Path,
+        help="fitted posterior (default <results>/posterior_full.nc, else the shipped one)",
+    )
     p.add_argument(
         "--folds",
         type=Path,
@@ -58,8 +62,7 @@ def catalog(path: Path | None):
 
 def posterior_path(args: argparse.Namespace) -> Path:
     """The posterior file of ``args`` (checked to exist)."""
-    path = args.posterior or Path(args.results) / "posterior_full.nc"
-    return require(path, "fit it with `wattscape fit`")
+    return posterior_file(args.posterior, args.results)
 
 
 @functools.lru_cache(maxsize=8)

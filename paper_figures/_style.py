@@ -86,6 +86,31 @@ def require(path: str | os.PathLike, hint: str = "") -> Path:
     return path
 
 
+_FALLBACK_SAID: set[Path] = set()
+
+
+def posterior_file(explicit: str | os.PathLike | None, results: str | os.PathLike) -> Path:
+    """The posterior of a figure: ``explicit``, else ``<results>/posterior_full.nc``, else the shipped one.
+
+    The full posterior (``python benchmarks/fit.py``) is git-ignored; on a fresh clone the figures fall back
+    to the thinned posterior shipped with the package (``wattscape/data/posterior``) and say so.
+    """
+    if explicit is not None:
+        return require(explicit, "fit it with `wattscape fit`")
+    full = Path(results) / "posterior_full.nc"
+    if full.is_file():
+        return full
+    from generation.demo import shipped_posterior
+
+    shipped = shipped_posterior()
+    if shipped is None:
+        raise MissingInputError(f"missing input file: {full} (fit it with `python benchmarks/fit.py`)")
+    if shipped not in _FALLBACK_SAID:  # once per process, however many panels ask
+        _FALLBACK_SAID.add(shipped)
+        print(f"{full} not found: using the shipped posterior {shipped}")
+    return shipped
+
+
 def read_table(path: str | os.PathLike, hint: str = "") -> pd.DataFrame:
     """Read a results CSV (``#`` header comment lines skipped); a missing file raises MissingInputError."""
     return pd.read_csv(require(path, hint), comment="#")

@@ -5,7 +5,8 @@ Same runs and replay as :mod:`paper_figures.traces`.  The synthetic ACF is compu
 band over draws; the static trace-replay baseline (most similar *other* run, tiled) is shown for contrast.
 Each panel names the ACF R² (median over draws) of the model and of the replay baseline.
 
-Inputs: ``<results>/posterior_full.nc`` (or ``--posterior``), the energy-inference catalog (``--catalog``).
+Inputs: ``<results>/posterior_full.nc`` (or ``--posterior``; else the shipped posterior), the
+energy-inference catalog (``--catalog``).
 Output: ``<out>/acf.png`` and ``.pdf``.
 """
 

@@ -6,7 +6,7 @@ The busy-state effects of the linear predictor on the logit scale of ``P / (max_
 ``b_par`` (parallel layout) and the covariate slopes ``beta`` (per state).  Variables a
 posterior lacks are skipped; none at all is a missing-input error.
 
-Input: ``<results>/posterior_full.nc`` (or ``--posterior``).
+Input: ``<results>/posterior_full.nc`` (or ``--posterior``; else the shipped posterior).
 Output: ``<out>/forest.png`` and ``.pdf``.
 """
 
@@ -37,9 +37,7 @@ TITLES = {
 
 def make(args: argparse.Namespace) -> list[Path]:
     """Draw the figure; return the written files."""
-    path = S.require(
-        args.posterior or Path(args.results) / "posterior_full.nc", "fit it with `wattscape fit`"
-    )
+    path = S.posterior_file(args.posterior, args.results)
     idata = az.from_netcdf(str(path))
     have = set(idata.posterior.data_vars)
     left = [v for v in LEFT if v in have]
@@ -84,7 +82,9 @@ def make(args: argparse.Namespace) -> list[Path]:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point."""
     p = S.parser(NAME, __doc__)
-    p.add_argument("--posterior", type=Path, help="posterior file (default <results>/posterior_full.nc)")
+    p.add_argument(
+        "--posterior", type=Path, help="posterior (default <results>/posterior_full.nc, else the shipped one)"
+    )
     return S.run(NAME, make, p.parse_args(argv))
 
 

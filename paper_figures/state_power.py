@@ -7,8 +7,8 @@ posterior-predictive 5/50/95 % quantiles of a per-GPU sample in that state
 (``PowerModel.predict_config(...).state_power_w``), i.e. at the model's *reference workload* — the
 measured runs carry their own batch and token mixes, so the two need not coincide exactly.
 
-Inputs: the energy-inference catalog (``--catalog``); ``<results>/posterior_full.nc`` (optional: without
-it only the measured violins are drawn, and the figure says so).
+Inputs: the energy-inference catalog (``--catalog``); ``<results>/posterior_full.nc``, else the shipped
+posterior (optional: without any only the measured violins are drawn, and the figure says so).
 Output: ``<out>/state_power.png`` and ``.pdf``.
 """
 
@@ -92,8 +92,11 @@ def make(args: argparse.Namespace) -> list[Path]:
         .reset_index(drop=True)
     )
     pred = None
-    post_path = args.posterior or Path(args.results) / "posterior_full.nc"
-    if Path(post_path).is_file():
+    try:
+        post_path = S.posterior_file(args.posterior, args.results)
+    except S.MissingInputError:
+        post_path = None
+    if post_path is not None:
         pred = predicted_quantiles(str(post_path), cat, configs, args.draws, args.seed)
     pos = {c: i for i, c in enumerate(configs["config"])}
     fig, axes = plt.subplots(2, 1, figsize=(7.5, 6.0), sharex=True)
@@ -150,7 +153,7 @@ def make(args: argparse.Namespace) -> list[Path]:
     axes[0].legend(handles=handles, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.02), fontsize=6.5)
     title = "Per-GPU power by state and configuration (energy-inference runs, ~100 ms samples)"
     if pred is None:
-        title += f"\nno posterior at {post_path}: measured only"
+        title += "\nno fitted posterior found: measured only"
     axes[0].set_title(title, pad=38)
     fig.tight_layout()
     return S.save(fig, args, NAME)

@@ -6,7 +6,8 @@ configuration's parameters (``PowerModel.config_params``); measured and syntheti
 means per GPU over the workload window (PROTOCOL.md).  Shown: measured, the pointwise posterior-predictive
 median, 50 % and 90 % bands, and one single draw (a pointwise median is smoother than any real trace).
 
-Inputs: ``<results>/posterior_full.nc`` (or ``--posterior``), the energy-inference catalog (``--catalog``).
+Inputs: ``<results>/posterior_full.nc`` (or ``--posterior``; else the shipped posterior), the
+energy-inference catalog (``--catalog``).
 Output: ``<out>/traces.png`` and ``.pdf``.
 """
 

@@ -170,3 +170,23 @@ def test_all_continues_past_a_failing_figure(results, tmp_path, capsys):
     assert "calibration" in capsys.readouterr().err
     _png_ok(out / "baselines.png")
     assert not (out / "calibration.png").exists()
+
+
+def test_posterior_falls_back_to_the_shipped_one(tmp_path, capsys, monkeypatch):
+    from generation import demo
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setattr(S, "_FALLBACK_SAID", set())
+    shipped = demo.shipped_posterior()
+    assert S.posterior_file(None, empty) == shipped
+    assert "using the shipped posterior" in capsys.readouterr().out
+    full = empty / "posterior_full.nc"
+    full.write_bytes(b"")
+    assert S.posterior_file(None, empty) == full  # the full fit wins when present
+    with pytest.raises(S.MissingInputError, match=r"nowhere\.nc"):
+        S.posterior_file(tmp_path / "nowhere.nc", empty)  # an explicit file must exist
+    full.unlink()
+    monkeypatch.setattr(demo, "shipped_posterior", lambda: None)
+    with pytest.raises(S.MissingInputError, match=r"posterior_full\.nc"):
+        S.posterior_file(None, empty)
