@@ -82,6 +82,12 @@ def predicted_quantiles(post: str, cat, configs: pd.DataFrame, n_draws: int, see
 
 def make(args: argparse.Namespace) -> list[Path]:
     """Draw the figure; return the written files."""
+    try:  # before the catalog: a posterior the user named must exist
+        post_path = S.posterior_file(args.posterior, args.results)
+    except S.MissingInputError:
+        if args.posterior is not None:
+            raise
+        post_path = None
     cat = _data.catalog(args.catalog)
     df = measured_samples(cat)
     card_rank = {c: i for i, c in enumerate(S.CARDS)}
@@ -92,10 +98,6 @@ def make(args: argparse.Namespace) -> list[Path]:
         .reset_index(drop=True)
     )
     pred = None
-    try:
-        post_path = S.posterior_file(args.posterior, args.results)
-    except S.MissingInputError:
-        post_path = None
     if post_path is not None:
         pred = predicted_quantiles(str(post_path), cat, configs, args.draws, args.seed)
     pos = {c: i for i, c in enumerate(configs["config"])}

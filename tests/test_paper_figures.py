@@ -8,7 +8,7 @@ import pytest
 
 from paper_figures import _style as S
 from paper_figures import all as all_figures
-from paper_figures import baselines, calibration, facility
+from paper_figures import baselines, calibration, facility, state_power
 
 METHODS = ("model", "tdp", "mean", "splitwise", "replay")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -190,3 +190,9 @@ def test_posterior_falls_back_to_the_shipped_one(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(demo, "shipped_posterior", lambda: None)
     with pytest.raises(S.MissingInputError, match=r"posterior_full\.nc"):
         S.posterior_file(None, empty)
+
+
+def test_a_named_posterior_must_exist(tmp_path, capsys):
+    missing = tmp_path / "nope.nc"
+    assert state_power.main(["--results", str(tmp_path), "--posterior", str(missing)]) == S.EXIT_MISSING
+    assert "nope.nc" in capsys.readouterr().err
