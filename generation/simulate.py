@@ -522,7 +522,8 @@ def _updates_to_grid(upd, idx, first, first_idx, n_rows, n_steps):
     level sums and end-of-bin residual variance sums."""
     size = (n_steps + 2) * n_rows
     acc = jax.ops.segment_sum(upd, idx, num_segments=size)
-    acc = acc.at[first_idx].add(first, mode="drop").reshape(n_steps + 2, n_rows, 3)
+    # same dtype as the scatter (float64 `first` under jax_enable_x64, which a PyMC/numpyro fit turns on)
+    acc = acc.at[first_idx].add(first.astype(acc.dtype), mode="drop").reshape(n_steps + 2, n_rows, 3)
     cum = _cumsum0(acc[..., 0::2].reshape(n_steps + 2, -1)).reshape(n_steps + 2, n_rows, 2)
     return jnp.stack([cum[:n_steps, :, 0] - acc[:n_steps, :, 1], cum[:n_steps, :, 1]], -1)
 

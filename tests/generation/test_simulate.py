@@ -155,3 +155,16 @@ def test_request_paths_agree_on_group_sums(one_component):
         assert gpu[b].mean() == pytest.approx(summed[b].mean(), rel=0.01)
         assert gpu[b].var() == pytest.approx(summed[b].var(), rel=0.1)
         assert summed[b].std() == pytest.approx(n * 40.0, rel=0.05)  # the level dominates (residual 1 W)
+
+
+def test_updates_to_grid_under_x64():
+    """A PyMC/numpyro fit turns jax_enable_x64 on for the process; the float32 grid must still take the
+    float64 start levels without a dtype-promotion warning (an error under this suite's filters)."""
+    with jax.enable_x64(True):
+        upd = jnp.zeros((2, 3), jnp.float32)
+        idx = jnp.array([0, 1], jnp.int32)
+        first = jnp.stack([jnp.array([2.0, 4.0]), jnp.zeros(2), jnp.ones(2)], -1)  # float64 here
+        assert first.dtype == jnp.float64
+        out = S._updates_to_grid(upd, idx, first, jnp.array([0, 1], jnp.int32), n_rows=2, n_steps=3)
+    np.testing.assert_allclose(np.asarray(out[..., 0]), [[2.0, 4.0]] * 3)  # the start level held
+    np.testing.assert_allclose(np.asarray(out[..., 1]), [[1.0, 1.0]] * 3)
