@@ -181,11 +181,20 @@ def fold_cache_path(cache, label: str, mode: str, seed: int) -> Path | None:
     return Path(cache) / f"{safe}-{mode}-s{int(seed)}.nc"
 
 
-#: NUTS settings of a held-out fold (``mode="nuts"``): shorter than a shipped fit (the model's defaults),
-#: measured on the llama-2-7b SXM4 fold: 2 × (500 + 500) draws, max r̂ 1.02.  The fast (ADVI) path shrinks
-#: the pooled sds of weakly identified effects towards zero (same fold: ``itl_cfg_sigma`` 0.027 vs 0.20
-#: under NUTS, ``itl_par_sigma`` 0.014 vs 0.36), so its intervals for unseen configurations are too narrow.
-FOLD_NUTS = {"draws": 500, "tune": 500, "chains": 2}
+#: NUTS settings of a held-out fold (``mode="nuts"``): shorter than a shipped fit (the model's defaults).
+#: Diagonal metric: with a dense one the two chains of every fold stayed apart (max r̂ 1.9-2.1, tree
+#: depth 10 on every draw; :func:`wattscape.inference.fit.sample` has the measurement).  The fast (ADVI)
+#: path shrinks the pooled sds of weakly identified effects towards zero (llama-2-7b SXM4 fold:
+#: ``itl_cfg_sigma`` 0.027 vs 0.20 under NUTS, ``itl_par_sigma`` 0.014 vs 0.36), so its intervals for
+#: unseen configurations are too narrow.
+FOLD_NUTS = {"draws": 500, "tune": 500, "chains": 2, "dense_mass": False}
+
+
+def fold_sampler(mode: str) -> str:
+    """How a fold of ``mode`` is fitted, recorded with a cached fold (one fitted otherwise is refitted)."""
+    if mode == "fast":
+        return "advi"
+    return "numpyro " + " ".join(f"{k}={v}" for k, v in sorted(FOLD_NUTS.items()))
 
 
 def fit_fold(
@@ -241,15 +250,20 @@ def fit_fold(
     model = PowerModel(model_config=model_config)
     path = fold_cache_path(cache, label, mode, seed)
     data = summaries_fingerprint(summaries)
+    how = fold_sampler(mode)
     if path is not None and path.is_file():
         try:
             cached = PowerModel.load(path)
             got = cached.idata.attrs.get("fold_summaries", "none")
-            if cached.id == model.id and got == data:
+            attrs = cached.idata.attrs
+            # folds cached before the sampler was recorded: ADVI ones still hold; NUTS ones had a dense metric
+            legacy = "advi" if attrs.get("sampler") == "fast" else "unrecorded"
+            got_how = str(attrs.get("fold_sampler", legacy))
+            if cached.id == model.id and got == data and got_how == how:
                 return cached
             print(
-                f"refitting {path.name}: cached model id {cached.id}, summaries {got}; "
-                f"need {model.id}, {data}",
+                f"refitting {path.name}: cached model id {cached.id}, summaries {got}, sampler {got_how}; "
+                f"need {model.id}, {data}, {how}",
                 file=sys.stderr,
             )
         except (ValueError, KeyError, OSError) as err:  # another model version or a broken file: refit
@@ -260,6 +274,7 @@ def fit_fold(
     else:
         model.fit(fd, sampler="numpyro", random_seed=seed, progressbar=False, **FOLD_NUTS)
     model.idata.attrs["fold_summaries"] = data
+    model.idata.attrs["fold_sampler"] = how
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         model.save(path)

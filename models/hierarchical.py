@@ -15,7 +15,8 @@ intervals.  Every busy-state level is well informed (tens of segments or summary
 effects are centred with zero-avoiding Gamma sds; the idle card effect, seen on few cards, is
 non-centred.  (Measured on all real data: non-centred busy effects gave tree depth 8-10 and divergences
 tied to ``b_par``; centred ones tree depth 5, no divergences.)  The covariate slopes and the mean of
-the effects overlap linearly; numpyro's dense mass matrix absorbs that.  The card effects on the levels
+the effects overlap linearly (a ridge the sampler's adapted diagonal metric copes with; a dense metric
+did worse, see :func:`wattscape.inference.fit.sample`).  The card effects on the levels
 (``models.config.CARD_EFFECTS``: ``b_gpu``, ``b_gpu_idle``) nest in the card's GPU generation,
 ``b_gpu[g] = b_gpu_gen[generation of g] + b_gpu_card[g]``: a card nobody measured keeps what its
 generation showed on other cards, plus a card's deviation (the latency card effects stay flat; see

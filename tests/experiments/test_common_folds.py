@@ -27,7 +27,7 @@ def test_fit_fold_reuses_a_matching_cache_and_refits_a_stale_one(tmp_path, monke
 
     fits = []
 
-    class Fake:  # the file holds "<model id>|<summaries fingerprint>"
+    class Fake:  # the file holds "<model id>|<summaries fingerprint>[|<fold sampler>]"
         def __init__(self, model_config=None):
             self.id = "new" if model_config else "default"
             self.idata = types.SimpleNamespace(attrs={})
@@ -35,14 +35,19 @@ def test_fit_fold_reuses_a_matching_cache_and_refits_a_stale_one(tmp_path, monke
         @classmethod
         def load(cls, path):
             m = cls()
-            m.id, m.idata.attrs["fold_summaries"] = path.read_text().split("|")
+            m.id, m.idata.attrs["fold_summaries"], *how = path.read_text().split("|")
+            m.idata.attrs["sampler"] = "fast" if path.name.endswith("-fast-s0.nc") else "numpyro"
+            if how:
+                m.idata.attrs["fold_sampler"] = how[0]
             return m
 
         def fit(self, fd, **kw):
             fits.append(kw["sampler"])
+            if kw["sampler"] == "numpyro":
+                assert kw["dense_mass"] is False  # the fold settings reach the sampler
 
         def save(self, path):
-            path.write_text(f"{self.id}|{self.idata.attrs['fold_summaries']}")
+            path.write_text(f"{self.id}|{self.idata.attrs['fold_summaries']}|{self.idata.attrs['fold_sampler']}")
 
     monkeypatch.setattr(H, "PowerModel", Fake)
     monkeypatch.setattr(stats, "fit_data_from_catalog", lambda *a, **k: None)
@@ -55,13 +60,13 @@ def test_fit_fold_reuses_a_matching_cache_and_refits_a_stale_one(tmp_path, monke
     C.fit_fold(cat, ["r"], mode="nuts", seed=0, cache=tmp_path, model_config={"x": 1})
     (tmp_path / "r-fast-s0.nc").write_text("stale|none")
     C.fit_fold(cat, ["r"], mode="fast", seed=0, cache=tmp_path)
-    assert fits == ["numpyro", "fast"] and (tmp_path / "r-fast-s0.nc").read_text() == "default|none"
+    assert fits == ["numpyro", "fast"] and (tmp_path / "r-fast-s0.nc").read_text() == "default|none|advi"
     # the same model fitted with other summaries is refitted, and the file records the new ones
     summ = pd.DataFrame({"source": ["s"], "llm": ["m"], "gpu_model": ["g"], "n_gpus": [1], "batch": [8],
                          "avg_power_w": [300.0]})
     C.fit_fold(cat, ["r"], mode="fast", seed=0, cache=tmp_path, summaries=summ)
     assert fits[-1] == "fast" and len(fits) == 3
-    assert (tmp_path / "r-fast-s0.nc").read_text() == f"default|{C.summaries_fingerprint(summ)}"
+    assert (tmp_path / "r-fast-s0.nc").read_text() == f"default|{C.summaries_fingerprint(summ)}|advi"
     C.fit_fold(cat, ["r"], mode="fast", seed=0, cache=tmp_path, summaries=summ)
     assert len(fits) == 3  # reused
 
@@ -83,3 +88,43 @@ def test_fold_summaries_add_the_shared_sources_and_drop_a_held_out_group(shared_
     assert C.summaries_fingerprint(None) == "none"
     with pytest.raises(KeyError, match="task"):
         C.catalog_summaries(cat, exclude={"task": "chat"})
+
+
+def test_a_nuts_fold_cached_with_another_sampler_setting_is_refitted(tmp_path, monkeypatch):
+    """NUTS folds cached before the sampler was recorded had a dense metric: refitted, then reused."""
+    import types
+
+    import wattscape.inference.stats as stats
+    import wattscape.models.hierarchical as H
+
+    fits = []
+
+    class Fake:
+        def __init__(self, model_config=None):
+            self.id = "default"
+            self.idata = types.SimpleNamespace(attrs={})
+
+        @classmethod
+        def load(cls, path):
+            m = cls()
+            m.idata.attrs.update(sampler="numpyro", fold_summaries="none")
+            if path.read_text():
+                m.idata.attrs["fold_sampler"] = path.read_text()
+            return m
+
+        def fit(self, fd, **kw):
+            fits.append(kw)
+
+        def save(self, path):
+            path.write_text(self.idata.attrs["fold_sampler"])
+
+    monkeypatch.setattr(H, "PowerModel", Fake)
+    monkeypatch.setattr(stats, "fit_data_from_catalog", lambda *a, **k: None)
+    cat = tiny_catalog()
+    (tmp_path / "r-nuts-s0.nc").write_text("")  # an unrecorded (dense-metric) NUTS fold
+    C.fit_fold(cat, ["r"], mode="nuts", seed=0, cache=tmp_path)
+    assert len(fits) == 1 and fits[0]["sampler"] == "numpyro" and fits[0]["dense_mass"] is False
+    assert (tmp_path / "r-nuts-s0.nc").read_text() == C.fold_sampler("nuts")
+    assert "dense_mass=False" in C.fold_sampler("nuts") and C.fold_sampler("fast") == "advi"
+    C.fit_fold(cat, ["r"], mode="nuts", seed=0, cache=tmp_path)
+    assert len(fits) == 1  # reused

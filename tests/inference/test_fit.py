@@ -35,6 +35,7 @@ def test_numpyro_and_diagnostics(normal_model, tmp_path):
     model, y = normal_model
     idata = sample(model, "numpyro", draws=300, tune=300, chains=2, random_seed=2, progressbar=False)
     assert idata.attrs["sampler"] == "numpyro"
+    assert idata.attrs["dense_mass"] == 0  # diagonal metric by default (see sample's docstring)
     summary = save_diagnostics(idata, tmp_path / "post.nc")
     assert summary["divergences"] == 0
     assert summary["max_r_hat"] < 1.05 and summary["min_ess_bulk"] > 100
