@@ -47,7 +47,7 @@ def label_states(
     *,
     startup_end=None,
     exclude_first: bool = True,
-    min_idle_s: float = 0.5,
+    min_idle_s: float = D.MIN_IDLE_S,
     busy_fraction: float = 0.25,
 ) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
     """Label every sample of a run.

@@ -71,6 +71,10 @@ LABELS_PHASES: Final = "idle/prefill/decode"
 LABELS_ACTIVE: Final = "idle/active"
 STATES_PHASES: Final = (IDLE, PREFILL, DECODE)
 STATES_ACTIVE: Final = (IDLE, ACTIVE)
+#: A gap between two inferences shorter than this (s) is not an idle stretch: the labelling gives it to
+#: the inference before it (the meter averages over its ~100 ms sample period, and power has not dropped
+#: when the next call starts), and the replay holds the inference's level over it.
+MIN_IDLE_S: Final = 0.5
 
 # --- units ---------------------------------------------------------------------------------------
 WATT: Final = "W"

@@ -98,6 +98,25 @@ def test_noiseless_energy_equals_hand_computation():
     np.testing.assert_allclose(y.values[0, 50], 2 * (0.3 * 50.0 + 0.7 * 250.0), rtol=1e-5)
 
 
+def test_a_gap_shorter_than_min_idle_holds_the_level():
+    """The labelling gives a gap < dims.MIN_IDLE_S to the inference before it; the replay holds its level."""
+    run = _grid_run(duration_s=60.0, period_s=0.1, n_gpus=1)
+    lat = dict(prefill_overhead_s=1.0, prefill_s_per_token=0.0, itl_base_s=0.0, itl_per_seq_s=0.0)
+    params = _noiseless(D.STATES_ACTIVE, {D.IDLE: 50.0, D.ACTIVE: 250.0}, **lat)
+    # runtime 1 s each: a 0.3 s gap (held), then a 1.0 s gap (idle)
+    req = _requests(run, [10.0, 11.3, 13.3], prompt=10, output=1, batch=1)
+    y = replay_params(params, run, req, seed=0)
+    active = 3 * 1.0 + 0.3
+    np.testing.assert_allclose(y.values.sum(axis=1) * 0.1, 250.0 * active + 50.0 * (60.0 - active), rtol=2e-5)
+    assert D.MIN_IDLE_S == 0.5
+    np.testing.assert_allclose(y.values[0, 112], 250.0, rtol=1e-5)  # inside the short gap
+    np.testing.assert_allclose(y.values[0, 125], 50.0, rtol=1e-5)  # inside the long one
+    tl = replay_timeline(params, run, req, seed=0)  # the timeline keeps the true ends
+    t0 = run[D.TIME].values[0]
+    end = (tl["end"].values[0] - t0) / np.timedelta64(1, "s")
+    np.testing.assert_allclose(end, [11.0, 12.3, 14.3], atol=1e-5)
+
+
 def test_noiseless_phases_split_prefill_and_decode():
     run = _grid_run(duration_s=30.0, period_s=0.1, n_gpus=1)
     lat = dict(prefill_overhead_s=1.0, itl_base_s=0.1)
