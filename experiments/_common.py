@@ -254,8 +254,8 @@ def fit_fold(
     if path is not None and path.is_file():
         try:
             cached = PowerModel.load(path)
-            got = cached.idata.attrs.get("fold_summaries", "none")
             attrs = cached.idata.attrs
+            got = attrs.get("fold_summaries", "none")
             # folds cached before the sampler was recorded: ADVI ones still hold; NUTS ones had a dense metric
             legacy = "advi" if attrs.get("sampler") == "fast" else "unrecorded"
             got_how = str(attrs.get("fold_sampler", legacy))
