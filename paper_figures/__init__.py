@@ -5,4 +5,4 @@ Run one with ``python -m paper_figures.<name> [--results DIR] [--out DIR]`` or a
 """
 
 #: The figure scripts, in the order ``paper_figures.all`` runs them.
-FIGURES = ("traces", "acf", "state_power", "forest", "baselines", "calibration", "facility")
+FIGURES = ("traces", "acf", "drive", "state_power", "forest", "baselines", "calibration", "facility")

@@ -100,17 +100,19 @@ def run_config(run: xr.Dataset) -> dict:
 
 
 @functools.lru_cache(maxsize=8)
-def generator(posterior: str):
-    """``(generate(run, requests, n_draws, seed) -> DataArray (draw, time) W, label)`` for a posterior."""
+def generator(posterior: str, drive: str = "open"):
+    """``(generate(run, requests, n_draws, seed) -> DataArray (draw, time) W, label)`` for a posterior;
+    ``drive``: the replay's ``"open"`` (logged start times, PROTOCOL.md) or ``"closed"`` loop."""
     from wattscape.inference import evaluate as E
 
     model = load_model(posterior)
-    return E.default_generator(model), "package replay (wattscape.generation.replay)"
+    return E.default_generator(model, drive=drive), "package replay (wattscape.generation.replay)"
 
 
 @functools.lru_cache(maxsize=16)
-def replayed(catalog_path: str, posterior: str, run_id: str, n_draws: int, seed: int):
-    """Measured and replayed 1 s per-GPU series of one run's workload window.
+def replayed(catalog_path: str, posterior: str, run_id: str, n_draws: int, seed: int, drive: str = "open"):
+    """Measured and replayed 1 s per-GPU series of one run's workload window (``drive``: as
+    :func:`generator`).
 
     Returns
     -------
@@ -124,7 +126,7 @@ def replayed(catalog_path: str, posterior: str, run_id: str, n_draws: int, seed:
     cat = load_catalog(catalog_path)
     run, req = cat.run(run_id), cat.requests(run_id)
     run = B.workload_window(run, req)
-    gen, label = generator(posterior)
+    gen, label = generator(posterior, drive)
     y = gen(run, req, n_draws, seed)
     n = int(run.attrs["n_gpus"])
     x = M.prepare_series(run[D.POWER], period_s=1.0, n_gpus=n)

@@ -20,7 +20,7 @@ from . import FIGURES
 from . import _style as S
 
 #: Figures that replay runs and can use leave-one-run-out fits (``--folds``).
-FOLD_FIGURES = ("traces", "acf")
+FOLD_FIGURES = ("traces", "acf", "drive")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -196,3 +198,23 @@ def test_a_named_posterior_must_exist(tmp_path, capsys):
     missing = tmp_path / "nope.nc"
     assert state_power.main(["--results", str(tmp_path), "--posterior", str(missing)]) == S.EXIT_MISSING
     assert "nope.nc" in capsys.readouterr().err
+
+
+def test_drive_figure_replays_one_run_both_ways(tmp_path, capsys):
+    """The open- vs closed-loop figure on a demo run and the shipped posterior; an unknown run is named."""
+    from wattscape.generation import demo
+    from wattscape.inference.catalog import build_catalog
+
+    import wattscape
+    from paper_figures import drive
+
+    src = Path(wattscape.__file__).parent / "data" / "demo" / "energy-inference"
+    cat = build_catalog([src], tmp_path / "catalog", progress=False)
+    out = tmp_path / "figs"
+    common = ["--catalog", str(tmp_path / "catalog"), "--posterior", str(demo.shipped_posterior())]
+    common += ["--results", str(tmp_path), "--out", str(out), "--draws", "4"]
+    assert drive.main(common) == 0
+    _png_ok(out / "drive.png")
+    assert drive.default_run(cat) in set(cat.index["run_id"])
+    assert drive.main([*common, "--run", "no-such-run"]) == S.EXIT_MISSING
+    assert "no-such-run" in capsys.readouterr().err
