@@ -17,10 +17,10 @@ non-centred.  (Measured on all real data: non-centred busy effects gave tree dep
 tied to ``b_par``; centred ones tree depth 5, no divergences.)  The covariate slopes and the mean of
 the effects overlap linearly (a ridge the sampler's adapted diagonal metric copes with; a dense metric
 did worse, see :func:`wattscape.inference.fit.sample`).  The card effects on the levels
-(``models.config.CARD_EFFECTS``: ``b_gpu``, ``b_gpu_idle``) nest in the card's GPU generation,
+and on the latencies (``models.config.CARD_EFFECTS``: ``b_gpu``, ``b_gpu_idle``, ``itl_gpu``,
+``prefill_gpu``, ``attn_gpu``, ``ctx_gpu``) nest in the card's GPU generation,
 ``b_gpu[g] = b_gpu_gen[generation of g] + b_gpu_card[g]``: a card nobody measured keeps what its
-generation showed on other cards, plus a card's deviation (the latency card effects stay flat; see
-``models/config.py``).
+generation showed on other cards, plus a card's deviation (see ``models/config.py``).
 
 Evidence enters at three levels, each reduced to sufficient statistics (``wattscape.inference.stats``):
 
@@ -485,7 +485,7 @@ class PowerModel:
             beta_itl = cfg["beta_itl"].create_variable("beta_itl")
             itl_cfg = cfg["itl_cfg"].create_variable("itl_cfg")
             itl_llm = cfg["itl_llm"].create_variable("itl_llm")
-            itl_gpu = cfg["itl_gpu"].create_variable("itl_gpu")
+            itl_gpu = _card_effect(cfg, "itl_gpu", card_gen)
             itl_par = cfg["itl_par"].create_variable("itl_par")
             roof_dec, roof_pf = _config_rooflines(ds)
             log_ratio = cfg["log_itl_per_seq_ratio"].create_variable("log_itl_per_seq_ratio")
@@ -503,19 +503,19 @@ class PowerModel:
             itl_base = pt.exp(log_itl_cfg)  # (config,) decode step at batch 1, s
             itl_per_seq = itl_base * pt.exp(log_ratio)
             log_ctx = cfg["log_itl_ctx"].create_variable("log_itl_ctx")
-            ctx_gpu = cfg["ctx_gpu"].create_variable("ctx_gpu")
+            ctx_gpu = _card_effect(cfg, "ctx_gpu", card_gen)
             # s per step, per sequence, per context token; on the decode roofline, not on itl_base (relative
             # to that, the decode-step effects would move it too)
             itl_ctx = pt.exp(roof_dec + log_ctx + ctx_gpu[c_gpu])
             log_pf_eff = cfg["log_prefill_s_per_token"].create_variable("log_prefill_s_per_token")
-            pf_gpu = cfg["prefill_gpu"].create_variable("prefill_gpu")
+            pf_gpu = _card_effect(cfg, "prefill_gpu", card_gen)
             log_pf_tok = pm.Deterministic(
                 "log_prefill_cfg", roof_pf + log_pf_eff + pf_gpu[c_gpu], dims=D.CONFIG
             )
             log_attn = cfg["log_prefill_attn"].create_variable("log_prefill_attn")
             attn_llm = cfg["attn_llm"].create_variable("attn_llm")
             # s per sequence per prompt token² (attention over the prompt)
-            attn_gpu = cfg["attn_gpu"].create_variable("attn_gpu")
+            attn_gpu = _card_effect(cfg, "attn_gpu", card_gen)
             # on the prompt-token roofline, not on log_prefill_cfg: relative to the linear cost, the card
             # effects of the two terms traded against each other (full fit: r̂ 1.3 on prefill_gpu)
             # the LLM's attention-score elements per active parameter shift the roofline (a held-out LLM
@@ -891,6 +891,9 @@ class PowerModel:
         def eff(name, dim, level):
             return self._effect(post, name, dim, level, rng).reshape(n)
 
+        def card(name):
+            return self._card(post, name, gname, gen, rng).reshape(n)
+
         roof_dec, roof_pf = latency_rooflines(
             cfg.params_b,
             cfg.active_params_b,
@@ -908,13 +911,13 @@ class PowerModel:
                 + post["log_itl_base"].values
                 + post["beta_itl"].transpose(D.DRAW, ...).values @ x
                 + eff("itl_llm", D.LLM, cfg.llm)
-                + eff("itl_gpu", D.GPU_MODEL, gname)
+                + card("itl_gpu")
                 + eff("itl_par", D.PARALLEL, par)
                 + cfg_effect("itl_cfg").reshape(n)
             )
-            log_pf = roof_pf + post["log_prefill_s_per_token"].values + eff("prefill_gpu", D.GPU_MODEL, gname)
+            log_pf = roof_pf + post["log_prefill_s_per_token"].values + card("prefill_gpu")
         itl_base = np.exp(log_itl)
-        log_ctx = roof_dec + post["log_itl_ctx"].values + eff("ctx_gpu", D.GPU_MODEL, gname)
+        log_ctx = roof_dec + post["log_itl_ctx"].values + card("ctx_gpu")
         active = cfg.active_params_b if cfg.active_params_b and cfg.active_params_b > 0 else cfg.params_b
         layout = self.model_config["attention_layout"]
         log_attn = (
@@ -922,7 +925,7 @@ class PowerModel:
             + (attention_score_ratio(cfg.llm, float(active)) if layout else 0.0)
             + post["log_prefill_attn"].values
             + eff("attn_llm", D.LLM, cfg.llm)
-            + eff("attn_gpu", D.GPU_MODEL, gname)
+            + card("attn_gpu")
         )
         return {
             "cfg": cfg,

@@ -343,3 +343,30 @@ def test_a_new_llm_keeps_its_attention_layout(fitted):
     off = copy.copy(fitted)  # shares the posterior
     off.model_config = {**fitted.model_config, "attention_layout": False}
     np.testing.assert_allclose(attn(off, "falcon-7b"), attn(off, "Llama-2-7b-chat-hf"))
+
+
+def test_a_new_card_keeps_its_generations_latency_effects(fitted):
+    """A100-SXM4-80GB is not in the fit, its generation (ampere) is: its prompt-token cost is the roofline
+    times the pooled efficiency, plus the ampere effect ``prefill_gpu_gen``, plus a card deviation of sd
+    ``prefill_gpu_card_sigma`` (all posterior draws in order, so draw ``i`` of the prediction is draw ``i``
+    of the posterior)."""
+    from wattscape.inference.stats import DEFAULT_PRECISION
+    from wattscape.models.hardware import gpu_spec, latency_rooflines
+
+    post = fitted.posterior.stack(sample=(D.CHAIN, D.DRAW))
+    assert "A100-SXM4-80GB" not in [str(g) for g in post[D.GPU_MODEL].values]
+    cfg = ServingConfig(llm="llm-a", params_b=7.0, gpu_model="A100-SXM4-80GB", task="synthetic-bench:chat")
+    ds = fitted.config_params(cfg, n_draws=None, seed=0)
+    r = cfg.resolved()
+    _, roof_pf = latency_rooflines(
+        r.params_b, r.active_params_b, gpu_spec(r.gpu_model), r.precision or DEFAULT_PRECISION, 1, 1
+    )
+    dev = (
+        np.log(ds["prefill_s_per_token"].values)
+        - roof_pf
+        - post["log_prefill_s_per_token"].values
+        - post["prefill_gpu_gen"].sel({D.GPU_GENERATION: "ampere"}).values
+    )
+    sd = float(np.sqrt(np.mean(post["prefill_gpu_card_sigma"].values ** 2)))
+    assert abs(dev.mean()) < 4 * sd / np.sqrt(dev.size)
+    assert 0.8 * sd < dev.std() < 1.2 * sd
