@@ -37,6 +37,11 @@ mean power over idle samples (total W over the configuration's GPUs).  Per run:
   calls, not an idle level, and the busy time the replay loses is spent at the replay's idle level.  A run
   with no idle sample on one side has no idle mean there: the other side's stands in (its idle weight is 0).
 
+``--hold`` chooses the folds: ``run`` (default) the leave-one-run-out folds of ``experiments.accuracy``;
+``llm``, ``gpu_card`` or ``n_gpus`` the group folds of ``experiments.generalisation`` (every run of the
+held-out LLM, card or GPU count out of the fit, same cache labels and seeds), each of the group's runs with a
+log split as above; then the report adds a table per held-out group (medians of its runs).
+
 Writes ``results/<name>.csv`` (one row per run) and ``results/<name>.md`` (per-run table, medians, a reading
 generated from the numbers).  ``--models-from DIR`` scores saved fold fits ``DIR/<run_id>-<mode>-s<seed>.nc``
 as they are (:meth:`PowerModel.load`, which refuses a file whose model id this package does not reproduce)
@@ -46,6 +51,7 @@ Usage::
 
     python -m experiments.error_split --fit nuts --cache catalog/fits        # every run, cached NUTS folds
     python -m experiments.error_split --fit nuts --models-from catalog/fits  # saved folds only, never refit
+    python -m experiments.error_split --fit nuts --hold llm --cache catalog/fits  # leave-one-LLM-out folds
     python -m experiments.error_split --quick                                # CI-sized: 2 runs, 10 draws
 """
 
@@ -66,8 +72,11 @@ from wattscape.inference import metrics as M
 from wattscape.models import dims as D
 
 from experiments import _common as C
+from experiments import generalisation as G
 
 NAME = "error_split"
+#: ``--hold`` choices: leave-one-run-out, or a group protocol of ``experiments.generalisation``.
+HOLDS = ("run", *G.TS_PROTOCOLS)
 QUICK_RUNS = 2
 QUICK_DRAWS = 10
 #: Ratios outside [1 − TOL, 1 + TOL] are counted as off in the generated reading.
@@ -75,6 +84,8 @@ TOL = 0.1
 #: Columns of ``<name>.csv``, in order.
 COLUMNS = (
     "run_id",
+    "hold",
+    "group",
     "llm",
     "gpu_model",
     "n_gpus",
@@ -318,43 +329,79 @@ def load_saved_fold(path: str | Path):
         raise ValueError(f"{path}: refused by this package's PowerModel: {msg}") from err
 
 
-def fold_model(catalog, run_id: str, args, summaries=None):
-    """The fold without ``run_id`` and where it came from (``--models-from``: the saved file only, else
-    ``experiments._common.fit_fold``)."""
-    seed = C.fold_seed(catalog, run_id, args.seed)
-    if args.models_from:
-        path = C.fold_cache_path(args.models_from, run_id, args.fit, seed)
-        return load_saved_fold(path), str(path)
-    model = C.fit_fold(catalog, [run_id], mode=args.fit, seed=seed, summaries=summaries, cache=args.cache)
-    path = C.fold_cache_path(args.cache, run_id, args.fit, seed)
-    return model, (str(path) if path is not None else f"fit_fold {args.fit} s{seed}")
+def fold_plans(catalog, ids: Sequence[str] | None, args) -> list[tuple[str, list[str], dict]]:
+    """The folds to split: ``(group, runs to split, plan)``, the plan as ``generalisation.fold_plan``.
 
+    ``--hold run``: one fold per run of ``ids`` (accuracy's fold, its seed and summaries); else one fold per
+    held-out group of ``generalisation`` (``args.groups`` when given), splitting the group's runs with a log
+    (only those in ``ids`` when ``ids`` is given).
 
-def split_rows(catalog, ids: Sequence[str], args, log: dict) -> tuple[pd.DataFrame, list[str]]:
-    """One row per held-out run (:data:`COLUMNS`); runs whose fold cannot be had are skipped with a note."""
+    Raises
+    ------
+    KeyError
+        Naming runs or groups the catalog does not have.
+    """
     known = set(str(r) for r in catalog.index["run_id"])
-    unknown = [r for r in ids if r not in known]
+    unknown = [r for r in ids or () if r not in known]
     if unknown:
         raise KeyError(f"runs not in the catalog {getattr(catalog, 'path', '')}: {unknown}")
-    summaries = None if args.models_from else C.catalog_summaries(catalog)
+    if args.hold == "run":
+        return [(rid, [rid], {"held": [rid], "seed": C.fold_seed(catalog, rid, args.seed), "label": None,
+                              "summaries": "catalog"}) for rid in ids]
+    found = G.groups(catalog, G.TS_PROTOCOLS[args.hold][1])
+    missing = [g for g in args.groups or () if g not in found]
+    if missing:
+        raise KeyError(f"no {args.hold} group {missing} among the runs with a log; groups: {list(found)}")
+    chosen = [g for g in found if not args.groups or g in set(args.groups)]
+    plans = []
+    for group in chosen:
+        members = found[group]
+        runs = [r for r in members["scored"] if ids is None or r in set(ids)]
+        if runs:
+            plans.append((group, runs, G.fold_plan(catalog, args.hold, group, members, args.seed)))
+    return plans
+
+
+def fold_model(catalog, plan: dict, args):
+    """The fold of ``plan`` and where it came from (``--models-from``: the saved file only, else
+    ``experiments._common.fit_fold``)."""
+    label = plan["label"] or plan["held"][0]
+    if args.models_from:
+        path = C.fold_cache_path(args.models_from, label, args.fit, plan["seed"])
+        return load_saved_fold(path), str(path)
+    summaries = plan["summaries"]
+    if isinstance(summaries, str):  # accuracy's folds: the catalog's summaries
+        summaries = C.catalog_summaries(catalog)
+    model = C.fit_fold(catalog, plan["held"], mode=args.fit, seed=plan["seed"], label=plan["label"],
+                       summaries=summaries, cache=args.cache)
+    path = C.fold_cache_path(args.cache, label, args.fit, plan["seed"])
+    return model, (str(path) if path is not None else f"fit_fold {args.fit} s{plan['seed']}")
+
+
+def split_rows(catalog, ids: Sequence[str] | None, args, log: dict) -> tuple[pd.DataFrame, list[str]]:
+    """One row per held-out run (:data:`COLUMNS`); folds that cannot be had are skipped with a note."""
+    plans = fold_plans(catalog, ids, args)
     rows, notes = [], []
-    for rid in tqdm(ids, desc="error split", unit="run"):
-        seed = C.fold_seed(catalog, rid, args.seed)
-        with C.timed(f"fold+split {rid}", log):
+    for group, runs, plan in tqdm(plans, desc="error split", unit="fold"):
+        with C.timed(f"fold+split {group}", log):
             try:
-                model, source = fold_model(catalog, rid, args, summaries)
+                model, source = fold_model(catalog, plan, args)
             except (FileNotFoundError, ValueError) as err:
-                notes.append(f"{rid} skipped: {err}")
+                notes.append(f"{group} skipped: {err}")
                 print(notes[-1], file=sys.stderr)
                 continue
-            E.check_unseen(model, [rid])  # a leak here is a bug
-            req = catalog.requests(rid)
-            run = B.workload_window(catalog.run(rid), req)
-            k = seed - args.seed
-            r = run_split(model, run, req, n_draws=args.draws, seed=args.seed + 1000 * k, drive=args.drive)
-        a = run.attrs
-        rows.append({"run_id": rid, "llm": a.get("llm"), "gpu_model": a.get("gpu_model"), **r,
-                     "model_source": source})
+            E.check_unseen(model, plan["held"])  # a leak here is a bug
+            for rid in runs:
+                req = catalog.requests(rid)
+                run = B.workload_window(catalog.run(rid), req)
+                k = C.fold_seed(catalog, rid, args.seed) - args.seed
+                r = run_split(model, run, req, n_draws=args.draws, seed=args.seed + 1000 * k,
+                              drive=args.drive)
+                a = run.attrs
+                rows.append({"run_id": rid, "hold": args.hold, "group": group, "llm": a.get("llm"),
+                             "gpu_model": a.get("gpu_model"), **r, "model_source": source})
+        if args.hold != "run":
+            notes.append(f"{group}: {len(runs)} run(s) split, {len(plan['held'])} left out of the fit")
     table = pd.DataFrame(rows)
     return (table[list(COLUMNS)] if len(table) else table), notes
 
@@ -402,11 +449,36 @@ def reading(table: pd.DataFrame, tol: float = TOL) -> str:
     )
 
 
+#: What each ``--hold`` calls its folds in the report.
+HOLD_NAMES = {"run": "leave-one-run-out", **{k: v[0] for k, v in G.TS_PROTOCOLS.items()}}
+#: Columns of the per-group table: (column, header, digits).
+GROUP_COLUMNS = (
+    ("busy_ratio", "busy ratio", 2),
+    ("level_ratio", "level ratio", 2),
+    ("energy_error_pct", "energy err %", 1),
+    ("busy_part_pct", "busy part %", 1),
+    ("level_part_pct", "level part %", 1),
+    ("idle_part_pct", "idle part %", 1),
+)
+
+
+def group_table(table: pd.DataFrame) -> str:
+    """Markdown table: per held-out group, its number of runs and the medians of :data:`GROUP_COLUMNS`."""
+    head = "| group | runs | " + " | ".join(h for _, h, _ in GROUP_COLUMNS) + " |"
+    lines = [head, "|---|---:|" + "---:|" * len(GROUP_COLUMNS)]
+    for group, sub in table.groupby("group", sort=False):
+        med = sub[[c for c, _, _ in GROUP_COLUMNS]].median()
+        cells = " | ".join(_cell(float(med[c]), d) for c, _, d in GROUP_COLUMNS)
+        lines.append(f"| {group} | {len(sub)} | {cells} |")
+    return "\n".join(lines)
+
+
 def markdown(table: pd.DataFrame, *, args, notes: Sequence[str], timings: dict) -> str:
     """Per-run table, medians, the generated reading, notes and timings."""
     body = [
         "Energy error of the held-out replay split into busy time (runtime) and power level "
-        f"(`--fit {args.fit}`, {args.draws} draws, drive `{args.drive}`; formulas in the module docstring "
+        f"(`--fit {args.fit}`, {args.draws} draws, drive `{args.drive}`, folds: {HOLD_NAMES[args.hold]}; "
+        "formulas in the module docstring "
         "of `experiments/error_split.py`).  Ratios: replay / measured; power: total W over the "
         "configuration's GPUs; energy error: signed, posterior-predictive median on the native grid.\n",
     ]
@@ -419,7 +491,10 @@ def markdown(table: pd.DataFrame, *, args, notes: Sequence[str], timings: dict) 
         med = table[[c for c, _, _ in TABLE_COLUMNS]].median()
         cells = " | ".join(_cell(float(med[c]), d) for c, _, d in TABLE_COLUMNS)
         lines.append(f"| **median** | {cells} |")
-        body += ["## Per run\n", "\n".join(lines) + "\n", "## Reading\n", reading(table) + "\n"]
+        body += ["## Per run\n", "\n".join(lines) + "\n"]
+        if args.hold != "run":
+            body += [f"## Per held-out {args.hold} group (medians of its runs)\n", group_table(table) + "\n"]
+        body += ["## Reading\n", reading(table) + "\n"]
     else:
         body.append("No run could be split.\n")
     if notes:
@@ -440,7 +515,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="folder of saved folds <run_id>-<mode>-s<seed>.nc, loaded as they are (never refitted; a "
         "fold this package refuses is skipped with a note)",
     )
+    p.add_argument(
+        "--hold", choices=HOLDS, default="run",
+        help="folds: leave-one-run-out (default), or leave one LLM, GPU card or GPU count out "
+        "(experiments.generalisation's folds)",
+    )
     p.add_argument("--runs", nargs="+", help="only these held-out runs")
+    p.add_argument("--groups", nargs="+", help="only these held-out groups (with --hold llm/gpu_card/n_gpus)")
     p.add_argument("--draws", type=int, default=50, help="posterior-predictive draws per run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--drive", choices=("open", "closed"), default="open", help="replay drive (as accuracy)")
@@ -449,7 +530,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--out", help="results folder (default results/)")
     p.add_argument("--name", default=NAME, help="result file stem")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.groups and args.hold == "run":
+        p.error("--groups needs --hold llm, gpu_card or n_gpus")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -459,8 +543,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.draws, args.fit = min(args.draws, QUICK_DRAWS), "fast"
     timings: dict[str, float] = {}
     catalog = C.energy_inference_catalog(args.catalog)
-    ids = C.held_out_runs(catalog, args.runs, quick=args.quick, n_quick=QUICK_RUNS)
-    print(f"{len(ids)} held-out runs: {', '.join(ids)}", file=sys.stderr)
+    if args.hold == "run":
+        ids = C.held_out_runs(catalog, args.runs, quick=args.quick, n_quick=QUICK_RUNS)
+        print(f"{len(ids)} held-out runs: {', '.join(ids)}", file=sys.stderr)
+    else:
+        ids = list(args.runs) if args.runs else None
+        if args.quick and not args.groups:
+            args.groups = G.quick_groups(G.groups(catalog, G.TS_PROTOCOLS[args.hold][1]))
     table, notes = split_rows(catalog, ids, args, timings)
     if not len(table):
         print("no run could be split; nothing written:\n" + "\n".join(notes), file=sys.stderr)

@@ -118,20 +118,30 @@ def quick_groups(found: dict[str, dict[str, list[str]]]) -> list[str]:
     return (single or list(found))[:1]
 
 
-def fold_fit(catalog, key: str, group: str, members: dict[str, list[str]], args):
-    """The fold's cold fit: accuracy's file for a one-run group with accuracy's summaries, else
-    ``<key>-<group>-<mode>-s<seed>``."""
+def fold_plan(catalog, key: str, group: str, members: dict[str, list[str]], base_seed: int = 0) -> dict:
+    """What the fold of one held-out group is fitted on and cached as.
+
+    Returns ``{"held": runs left out, "seed": fit seed, "label": cache label (None: the single held-out
+    run's id, i.e. accuracy's fold file), "summaries": summary rows of the fit}``.  The group's own summary
+    rows are out of the fit too; a one-run group whose summaries are accuracy's reuses accuracy's fold.
+    """
     held = members["all"]
-    seed = C.fold_seed(catalog, members["scored"][0], args.seed)
-    # the group's own summary rows are out of the fit too; a one-run group whose summaries are accuracy's
-    # reuses accuracy's fold file
+    seed = C.fold_seed(catalog, members["scored"][0], base_seed)
     summaries = C.catalog_summaries(catalog, exclude={TS_PROTOCOLS[key][1]: group})
     same = C.summaries_fingerprint(summaries) == C.summaries_fingerprint(C.catalog_summaries(catalog))
     label = None if len(held) == 1 and same else f"{key}-{group}"
+    return {"held": held, "seed": seed, "label": label, "summaries": summaries}
+
+
+def fold_fit(catalog, key: str, group: str, members: dict[str, list[str]], args):
+    """The fold's cold fit (:func:`fold_plan`): accuracy's file for a one-run group with accuracy's
+    summaries, else ``<key>-<group>-<mode>-s<seed>``."""
+    plan = fold_plan(catalog, key, group, members, args.seed)
     model = C.fit_fold(
-        catalog, held, mode=args.fit, seed=seed, label=label, summaries=summaries, cache=args.cache
+        catalog, plan["held"], mode=args.fit, seed=plan["seed"], label=plan["label"],
+        summaries=plan["summaries"], cache=args.cache,
     )
-    return model, seed
+    return model, plan["seed"]
 
 
 def ts_rows(catalog, key: str, args, log: dict, notes: list[str]) -> pd.DataFrame:

@@ -183,6 +183,36 @@ def test_models_from_skips_refused_or_missing_folds_and_writes_nothing(tiny, tmp
     assert "sxm-7b-a skipped" in err and "refused" in err and "pcie-7b skipped: no saved fold" in err
 
 
+def test_hold_gpu_card_splits_every_run_of_each_card_with_generalisations_folds(tiny, tmp_path, monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(C, "fit_fold", fake_fit_fold(calls, tiny))
+    assert S.main(["--hold", "gpu_card", "--draws", "5", "--out", str(tmp_path)]) == 0
+    # one fold per card, every run of the card out of it; a two-run card is cached under its group label
+    assert [c["holdout"] for c in calls] == [["sxm-70b-4", "sxm-7b-a", "sxm-7b-b"], ["pcie-7b"]]
+    assert [c["label"] for c in calls] == ["gpu_card-A100-SXM4-40GB", None]
+    assert [c["seed"] for c in calls] == [C.fold_seed(tiny, "sxm-7b-a"), C.fold_seed(tiny, "pcie-7b")]
+    table = C.read_result(tmp_path / "error_split.csv")
+    assert list(table["run_id"]) == ["sxm-7b-a", "sxm-7b-b", "sxm-70b-4", "pcie-7b"]
+    assert list(table["group"]) == ["A100-SXM4-40GB"] * 3 + ["A100-PCIe-40GB"]
+    assert (table["hold"] == "gpu_card").all()
+    md = (tmp_path / "error_split.md").read_text()
+    assert "folds: leave-one-GPU-card-out" in md and "## Per held-out gpu_card group" in md
+    sxm = table[table["group"] == "A100-SXM4-40GB"]["energy_error_pct"].median()
+    assert "| A100-SXM4-40GB | 3 | " in md and f"| {sxm:.1f} |" in md
+    assert "A100-SXM4-40GB: 3 run(s) split, 3 left out of the fit" in md
+
+
+def test_hold_groups_are_checked_before_any_fit(tiny, tmp_path, monkeypatch, capsys):
+    calls: list = []
+    monkeypatch.setattr(C, "fit_fold", fake_fit_fold(calls, tiny))
+    with pytest.raises(KeyError, match="H100-SXM5"):
+        S.main(["--hold", "gpu_card", "--groups", "H100-SXM5", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        S.main(["--groups", "A100-PCIe-40GB", "--out", str(tmp_path)])  # --groups without --hold
+    assert "--groups needs --hold" in capsys.readouterr().err
+    assert calls == [] and not (tmp_path / "error_split.csv").exists()
+
+
 def test_reading_counts_come_from_the_table():
     table = pd.DataFrame({
         "busy_ratio": [0.5, 0.95, 1.3], "level_ratio": [1.0, 0.7, 0.8],
