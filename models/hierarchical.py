@@ -9,7 +9,10 @@ state ``s`` lives on the logit scale of ``P / (max_frac · TDP_g)``::
                 + [s idle] b_gpu_idle[g] + [s busy] [p is a layer split] b_layer · log2(n_gpus)
 
 with ``x_c`` the standardised configuration covariates (log parameters, log active fraction, log TDP,
-log FLOP/byte, fp8, log2 GPUs) so that never-seen levels borrow strength.  The effects are partially
+log FLOP/byte, fp8, log2 GPUs) so that never-seen levels borrow strength.  Under a layer (pipeline) split
+of ``n`` GPUs the GPUs take turns, so the busy level is a duty cycle of that one-GPU level
+(``layer_duty_cycle``, :func:`layer_split_eta`): ``f = f_idle + (sigmoid(eta_busy) − f_idle) / n``, and
+``b_layer`` is what the data add to it.  The effects are partially
 pooled normals (sds shared across levels) and a new level draws from its population, hence wider
 intervals.  Every busy-state level is well informed (tens of segments or summary rows), so those
 effects are centred with zero-avoiding Gamma sds; the idle card effect, seen on few cards, is
@@ -109,6 +112,47 @@ def _logit(p):
 
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
+
+
+#: Bounds of a level fraction before its logit in :func:`layer_split_eta` (keeps the logit finite).
+_FRAC_EPS = 1e-6
+
+
+def layer_split_eta(eta, idle_col: int | None, n_split, busy, lib=np):
+    """Levels of a layer (pipeline) split from those of one GPU running the same model: a duty cycle.
+
+    Under a layer split the GPUs take turns (each runs its layers, then waits for the next one's), so a
+    GPU's mean power is its idle level plus ``1/n`` of the single-GPU busy excess::
+
+        f_split = f_idle + (f_busy - f_idle) / n,    f = sigmoid(eta)  (fraction of max_frac · TDP)
+
+    and the returned busy logit is ``logit(f_split)``.  Configurations with ``n_split == 1`` (any other
+    layout) keep ``eta`` as it is; idle is unchanged.
+
+    Parameters
+    ----------
+    eta : array (config, state) or (draw, state)
+        Logit levels of one GPU running the configuration's model alone (a NumPy or PyTensor array).
+    idle_col : int or None
+        Column of the idle state (None: no idle state, ``f_idle = 0``).
+    n_split : array (config,) or (draw,)
+        Number of GPUs of a layer split, 1 for any other layout.
+    busy : array (state,)
+        1 for busy states, 0 for idle.
+    lib : module
+        ``numpy`` or ``pytensor.tensor``.
+
+    Returns
+    -------
+    array like ``eta``
+    """
+    n = np.asarray(n_split, dtype=float)[:, None]
+    on = (n > 1) & (np.asarray(busy)[None, :] > 0)
+    f = _sigmoid(eta) if lib is np else pt.sigmoid(eta)
+    f_idle = f[:, idle_col : idle_col + 1] if idle_col is not None else 0.0
+    f_split = lib.clip(f_idle + (f - f_idle) / n, _FRAC_EPS, 1.0 - _FRAC_EPS)
+    split = lib.log(f_split) - lib.log1p(-f_split)
+    return lib.where(on, split, eta)
 
 
 def _state_pooled_dev(cfg: Mapping[str, Any], name: str, group_state: np.ndarray, dim: str):
@@ -392,6 +436,7 @@ class PowerModel:
             [coords[D.PARALLEL][i] for i in c_par], ds["config_n_gpus"].values
         )  # (config,) log2 GPUs of layer splits, else 0
         layer_on = (layer_x > 0).astype(float)  # (config,) 1 for a layer split
+        idle_col = int(np.flatnonzero(idle)[0]) if idle.any() else None
 
         with pm.Model(coords=coords) as model:
             base = cfg["base"].create_variable("base")
@@ -403,15 +448,16 @@ class PowerModel:
             b_layer = cfg["b_layer"].create_variable("b_layer")
             b_cfg = cfg["b_cfg"].create_variable("b_cfg")
             # LLM and layout effects move the busy states only; idle depends on the card and covariates
-            eta = pm.Deterministic(
-                "eta",
+            eta = (
                 base[None, :]
                 + pt.dot(x_cfg, beta)
                 + b_gpu_idle[c_gpu][:, None] * (1 - busy)[None, :]
                 + (b_llm[c_llm] + b_par[c_par] + b_gpu[c_gpu] + b_layer * layer_x + b_cfg)[:, None]
-                * busy[None, :],
-                dims=(D.CONFIG, D.STATE),
+                * busy[None, :]
             )
+            if cfg.get("layer_duty_cycle", False):  # a layer split's GPUs take turns
+                eta = layer_split_eta(eta, idle_col, np.exp2(layer_x), busy, lib=pt)
+            eta = pm.Deterministic("eta", eta, dims=(D.CONFIG, D.STATE))
             level_slope = cfg["level_slope"].create_variable("level_slope") * slope_mask
             b_slope_gpu = cfg["b_slope_gpu"].create_variable("b_slope_gpu")
             b_context_gpu = cfg["b_context_slope_gpu"].create_variable("b_context_slope_gpu")
@@ -866,8 +912,9 @@ class PowerModel:
         )
         if "b_cfg" in post:  # absent from posteriors of package versions before it
             busy_eff = busy_eff + cfg_effect("b_cfg").reshape(n)
+        layer_x = _layer_covariate([par], [cfg.n_gpus])[0]
         if "b_layer" in post:
-            busy_eff = busy_eff + post["b_layer"].values.reshape(n) * _layer_covariate([par], [cfg.n_gpus])[0]
+            busy_eff = busy_eff + post["b_layer"].values.reshape(n) * layer_x
         idle_eff = self._card(post, "b_gpu_idle", gname, gen, rng)
         eta = (
             post["base"].transpose(D.DRAW, D.STATE).values
@@ -875,6 +922,9 @@ class PowerModel:
             + idle_eff[:, None] * (1 - busy)[None, :]
             + busy_eff[:, None] * busy[None, :]
         )
+        if self.model_config.get("layer_duty_cycle", False) and layer_x > 0:
+            idle_col = self.states.index(D.IDLE) if D.IDLE in self.states else None
+            eta = layer_split_eta(eta, idle_col, np.full(n, 2.0**layer_x), busy)
         slope_gpu = self._effect(post, "b_slope_gpu", D.GPU_MODEL, spec.get("name", cfg.gpu_model), rng)
         if cfg.task is None:
             task_eff = self._effect(post, "b_task", TASK, "__new__", rng) if "b_task" in post else np.zeros(n)

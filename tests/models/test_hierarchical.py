@@ -66,6 +66,44 @@ def test_layer_covariate():
     np.testing.assert_allclose(got, [np.log2(3), 0.0, 0.0, 2.0])
 
 
+def test_layer_split_level_is_a_duty_cycle_of_the_single_gpu_level():
+    """Known answer: idle 0.1 and busy 0.9 of max_frac·TDP on one GPU give 0.1 + 0.8/4 = 0.3 per GPU under a
+    4-GPU layer split; idle and any non-split layout are unchanged; NumPy and PyTensor agree."""
+    import pytensor.tensor as pt
+    from wattscape.models.hierarchical import layer_split_eta
+
+    logit = lambda f: np.log(f / (1 - f))  # noqa: E731
+    eta = np.array([[logit(0.1), logit(0.9)], [logit(0.1), logit(0.9)], [logit(0.2), logit(0.6)]])
+    n, busy = np.array([4.0, 1.0, 3.0]), np.array([0.0, 1.0])
+    got = layer_split_eta(eta, 0, n, busy)
+    want = np.array([[logit(0.1), logit(0.3)], [logit(0.1), logit(0.9)], [logit(0.2), logit(0.2 + 0.4 / 3)]])
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_allclose(layer_split_eta(pt.as_tensor(eta), 0, n, busy, lib=pt).eval(), want, rtol=1e-9)
+    np.testing.assert_allclose(layer_split_eta(eta, None, n, busy)[0, 1], logit(0.9 / 4))  # no idle state
+
+
+def test_a_layer_split_config_reads_its_level_through_the_duty_cycle(fitted):
+    """config_params of a 3-GPU layer split: with ``layer_duty_cycle`` on, its logit levels are those of the
+    same posterior draws with it off, mapped by :func:`layer_split_eta`; a tensor split is not touched."""
+    import copy
+
+    from wattscape.models.hierarchical import layer_split_eta
+
+    cfg = ServingConfig(llm="llm-a", params_b=40.0, gpu_model="A100-SXM4-40GB", n_gpus=3,
+                        split=D.SPLIT_LAYER, tensor_parallel=1, task="synthetic-bench:chat")
+    off = copy.copy(fitted)  # shares the posterior
+    off.model_config = {**fitted.model_config, "layer_duty_cycle": False}
+    on_eta, off_eta = fitted._config_quantities(cfg, 60, 4)["eta"], off._config_quantities(cfg, 60, 4)["eta"]
+    idle = list(fitted.states).index(D.IDLE)
+    busy = np.array([s != D.IDLE for s in fitted.states], dtype=float)
+    np.testing.assert_allclose(on_eta, layer_split_eta(off_eta, idle, np.full(60, 3.0), busy), rtol=1e-12)
+    assert (on_eta[:, 1] < off_eta[:, 1]).all() and np.array_equal(on_eta[:, idle], off_eta[:, idle])
+    tensor = ServingConfig(llm="llm-a", params_b=40.0, gpu_model="A100-SXM4-40GB", n_gpus=4,
+                           task="synthetic-bench:chat")
+    np.testing.assert_array_equal(fitted._config_quantities(tensor, 60, 4)["eta"],
+                                  off._config_quantities(tensor, 60, 4)["eta"])
+
+
 def test_config_params_linearisation_and_context_latency(fitted):
     """Levels are linearised at the data's workload (given in attrs); at the model's reference they are
     exactly ``max_frac * TDP * sigmoid(eta)``; the context and prompt-attention latency terms are positive."""
