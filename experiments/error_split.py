@@ -353,11 +353,12 @@ def fold_plans(catalog, ids: Sequence[str] | None, args) -> list[tuple[str, list
     missing = [g for g in args.groups or () if g not in found]
     if missing:
         raise KeyError(f"no {args.hold} group {missing} among the runs with a log; groups: {list(found)}")
-    chosen = [g for g in found if not args.groups or g in set(args.groups)]
+    chosen = [g for g in found if not args.groups or g in args.groups]
+    wanted = None if ids is None else set(ids)
     plans = []
     for group in chosen:
         members = found[group]
-        runs = [r for r in members["scored"] if ids is None or r in set(ids)]
+        runs = [r for r in members["scored"] if wanted is None or r in wanted]
         if runs:
             plans.append((group, runs, G.fold_plan(catalog, args.hold, group, members, args.seed)))
     return plans
