@@ -16,6 +16,10 @@ with ``b`` the busy fraction (busy samples / samples), ``L`` the mean power over
 mean power over idle samples (total W over the configuration's GPUs).  Per run:
 
 - ``busy_meas`` = ``b_m``; ``busy_syn`` = ``b_s`` (median over draws); ``busy_ratio = b_s / b_m``;
+- ``service_ratio`` = median over draws of ``Σ (end − start)`` of the replayed calls over that of the
+  logged calls: the runtime the fold predicts for the run's calls, before the drive turns it into busy
+  time.  A saturated loop (``b_m`` ≈ 1) driven open loop cannot be busy longer than measured, so only a
+  service ratio below 1 costs busy time; one above 1 queues the calls and is cut at the run's end;
 - ``level_meas_w`` = ``L_m``, ``level_syn_w`` = ``L_s`` (median over draws), ``level_ratio = L_s / L_m``;
   ``idle_meas_w`` = ``I_m``, ``idle_syn_w`` = ``I_s`` (median over draws);
 - ``energy_error_pct`` = ``100·(median_draws P_s / P_m − 1)``, signed: the run energy of the
@@ -96,6 +100,7 @@ COLUMNS = (
     "busy_meas",
     "busy_syn",
     "busy_ratio",
+    "service_ratio",
     "level_meas_w",
     "level_syn_w",
     "level_ratio",
@@ -171,6 +176,45 @@ def mean_where(values, mask) -> np.ndarray:
     total = np.where(mask, values, 0.0).sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n > 0, total / np.maximum(n, 1), np.nan)
+
+
+def service_ratio(starts_m, ends_m, starts_s, ends_s) -> float:
+    """Median over draws of the replayed calls' total service time over the logged calls' total.
+
+    Parameters
+    ----------
+    starts_m, ends_m : array (request,)
+        Logged call bounds (datetime64 or float seconds); calls with a missing bound are left out.
+    starts_s, ends_s : array (draw, request)
+        Each draw's replayed call bounds, same kind; calls with a missing bound are left out.
+
+    Returns
+    -------
+    float
+        ``median_draws Σ (end_s − start_s) / Σ (end_m − start_m)``.
+
+    Raises
+    ------
+    ValueError
+        When the logged calls have no positive total service time, or a call ends before it starts.
+    """
+
+    def total(starts, ends) -> np.ndarray:
+        starts, ends = np.asarray(starts), np.asarray(ends)
+        if starts.shape != ends.shape:
+            raise ValueError(f"starts {starts.shape} and ends {ends.shape} must have the same shape")
+        if np.issubdtype(starts.dtype, np.datetime64):
+            d = (ends.astype("datetime64[ns]") - starts.astype("datetime64[ns]")) / np.timedelta64(1, "s")
+        else:
+            d = ends.astype(float) - starts.astype(float)
+        if np.any(d[np.isfinite(d)] < 0):
+            raise ValueError("a call ends before it starts")
+        return np.nansum(d, axis=-1)
+
+    measured = float(total(starts_m, ends_m))
+    if not measured > 0:
+        raise ValueError(f"the logged calls' total service time {measured:g} is not positive")
+    return float(np.median(np.atleast_1d(total(starts_s, ends_s)))) / measured
 
 
 def split_energy(measured, synthetic, busy_measured, busy_synthetic) -> dict[str, float]:
@@ -302,6 +346,7 @@ def run_split(
         "duration_s": duration,
         "n_draws": int(y.shape[0]),
         "energy_meas_j": float(x.mean()) * duration,
+        "service_ratio": service_ratio(starts, ends, timeline["start"].values, timeline["end"].values),
         **split_energy(x, y, busy_m, busy_s),
     }
 
@@ -410,6 +455,7 @@ TABLE_COLUMNS = (
     ("busy_meas", "busy meas", 3),
     ("busy_syn", "busy syn", 3),
     ("busy_ratio", "busy ratio", 2),
+    ("service_ratio", "service ratio", 2),
     ("level_meas_w", "level meas W", 0),
     ("level_syn_w", "level syn W", 0),
     ("level_ratio", "level ratio", 2),
@@ -445,6 +491,23 @@ def reading(table: pd.DataFrame, tol: float = TOL) -> str:
         f"{np.nanmedian(bp):.1f} %, median |level part| {np.nanmedian(lp):.1f} %, median |energy error| "
         f"{np.nanmedian(np.abs(err)):.1f} %); {n_cancel} runs have both parts above 5 % with opposite "
         "signs (errors that cancel)."
+        + _service_sentence(table, lo, hi)
+    )
+
+
+def _service_sentence(table: pd.DataFrame, lo: float, hi: float) -> str:
+    """How the fold's runtime for the calls compares with the log (when the table has ``service_ratio``)."""
+    if "service_ratio" not in table:
+        return ""
+    sr = table["service_ratio"].to_numpy(float)
+    lost = table["busy_ratio"].to_numpy(float) < lo
+    return (
+        f"  The fold's runtime for the logged calls (service ratio) is below {lo:g}× the logged one in "
+        f"{int((sr < lo).sum())} runs and above {hi:g}× in {int((sr > hi).sum())} (median "
+        f"{np.nanmedian(sr):.2f}); of the {int(lost.sum())} runs that lose busy time, "
+        f"{int((lost & (sr < lo)).sum())} are ones whose runtime it under-predicts: a back-to-back loop "
+        "replayed open loop turns a runtime too short into idle time, one too long into a queue cut at "
+        "the run's end."
     )
 
 
@@ -453,6 +516,7 @@ HOLD_NAMES = {"run": "leave-one-run-out", **{k: v[0] for k, v in G.TS_PROTOCOLS.
 #: Columns of the per-group table: (column, header, digits).
 GROUP_COLUMNS = (
     ("busy_ratio", "busy ratio", 2),
+    ("service_ratio", "service ratio", 2),
     ("level_ratio", "level ratio", 2),
     ("energy_error_pct", "energy err %", 1),
     ("busy_part_pct", "busy part %", 1),

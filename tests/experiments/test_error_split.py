@@ -131,6 +131,7 @@ def test_run_split_of_a_replay_with_half_the_runtime():
     assert r["n_requests"] == 5 and r["n_draws"] == 3 and r["n_samples"] == run.sizes[D.TIME]
     assert r["busy_meas"] == pytest.approx(5 * 9.72 / 60.0, abs=0.01)
     assert r["busy_ratio"] == pytest.approx(0.5, abs=0.02)
+    assert r["service_ratio"] == pytest.approx(0.5, abs=0.01)  # 4.86 / 9.72, no dwell noise
     assert r["level_ratio"] == pytest.approx(1.0, abs=0.05)
     assert r["level_syn_w"] == pytest.approx(300.0, abs=5.0)  # boundary bins are partial means
     # the shortfall is busy time: the busy part carries the error, the level part hardly any
@@ -138,6 +139,22 @@ def test_run_split_of_a_replay_with_half_the_runtime():
     # identical draws: the medians' product is each draw's energy
     assert r["unexplained_pct"] == pytest.approx(0.0, abs=1e-6)
     assert r["energy_meas_j"] == pytest.approx(float(run[D.POWER].sum(D.GPU).mean()) * 60.0, rel=1e-6)
+
+
+def test_service_ratio_is_the_median_draws_total_over_the_logged_total():
+    starts_m, ends_m = np.array([0.0, 10.0, np.nan]), np.array([10.0, 20.0, 30.0])  # 20 s logged
+    starts_s = np.array([[0.0, 5.0, 9.0], [0.0, 15.0, 30.0], [0.0, 40.0, 50.0]])
+    ends_s = np.array([[5.0, 9.0, 10.0], [15.0, 30.0, 40.0], [40.0, 50.0, 90.0]])  # 10, 40, 90 s
+    assert S.service_ratio(starts_m, ends_m, starts_s, ends_s) == pytest.approx(2.0)
+    t0 = np.datetime64("2024-04-03T17:06:04", "ns")
+    sec = np.timedelta64(1_000_000_000, "ns")
+    dt = S.service_ratio(t0 + np.array([0, 10]) * sec, t0 + np.array([10, 20]) * sec,
+                         t0 + np.array([[0, 5]]) * sec, t0 + np.array([[5, 10]]) * sec)
+    assert dt == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="ends before it starts"):
+        S.service_ratio(starts_m, ends_m, np.array([[3.0]]), np.array([[1.0]]))
+    with pytest.raises(ValueError, match="not positive"):
+        S.service_ratio(np.array([1.0]), np.array([1.0]), starts_s, ends_s)
 
 
 # --- the script -------------------------------------------------------------------------------------------
@@ -223,3 +240,7 @@ def test_reading_counts_come_from_the_table():
     assert "less than 0.9× the measured time in 1 and more than 1.1× in 1" in text
     assert "below 0.9× the measured one in 2 and above 1.1× in 0" in text
     assert "larger one in 2 of 3 runs" in text and "1 runs have both parts above 5 %" in text
+    assert "service ratio" not in text
+    text = S.reading(table.assign(service_ratio=[0.5, 1.0, 1.4]))
+    assert "below 0.9× the logged one in 1 runs and above 1.1× in 1 (median 1.00)" in text
+    assert "of the 1 runs that lose busy time, 1 are ones whose runtime it under-predicts" in text
