@@ -218,3 +218,40 @@ def test_drive_figure_replays_one_run_both_ways(tmp_path, capsys):
     assert drive.default_run(cat) in set(cat.index["run_id"])
     assert drive.main([*common, "--run", "no-such-run"]) == S.EXIT_MISSING
     assert "no-such-run" in capsys.readouterr().err
+
+
+def _level_calls(path: Path) -> pd.DataFrame:
+    """A small level_shape_calls.csv: two prompt sweeps (one card each) and an output sweep."""
+    rows = []
+    for rid, outputs in (("llm-a-A100-SXM4-40GB-x1-20240101-000000", [32]),
+                         ("llm-b-V100-PCIe-16GB-x1-20240101-000000", [32]),
+                         ("llm-c-A100-SXM4-40GB-x1-20240102-000000", [32, 64, 128])):
+        for out in outputs:
+            for prompt in (8, 64, 512, 2048):
+                for _ in range(3):
+                    w = 100 + 30 * np.log2(prompt)
+                    rows.append({"run_id": rid, "prompt_tokens": prompt, "output_tokens": out,
+                                 "measured_w": w, "model_w": w + 5, "share_fit_w": w - 5})
+    df = pd.DataFrame(rows)
+    df.to_csv(path, index=False)
+    return df
+
+
+def test_level_shape_draws_one_prompt_sweep_per_card(tmp_path, capsys):
+    from paper_figures import level_shape
+
+    res = tmp_path / "results"
+    res.mkdir()
+    calls = _level_calls(res / "level_shape_calls.csv")
+    assert level_shape.pick_runs(calls) == ["llm-a-A100-SXM4-40GB-x1-20240101-000000",
+                                            "llm-b-V100-PCIe-16GB-x1-20240101-000000"]  # no output sweep
+    assert level_shape.main(["--results", str(res)]) == 0
+    _png_ok(res / "figures" / "level_shape.png")
+    with pytest.raises(KeyError, match="nope"):
+        level_shape.pick_runs(calls, ["nope"])
+    calls.drop(columns="share_fit_w").to_csv(res / "level_shape_calls.csv", index=False)
+    assert level_shape.main(["--results", str(res)]) == S.EXIT_MISSING
+    assert "share_fit_w" in capsys.readouterr().err
+    (res / "level_shape_calls.csv").unlink()
+    assert level_shape.main(["--results", str(res)]) == S.EXIT_MISSING
+    assert "level_shape_calls.csv" in capsys.readouterr().err
