@@ -234,21 +234,19 @@ def markdown(table: pd.DataFrame, *, posterior: str, notes: Sequence[str], timin
 # --- command line ------------------------------------------------------------------------------------
 def posterior_path(explicit: str | None, results: Path) -> Path:
     """``explicit`` (must exist), else ``<results>/posterior_full.nc``, else the posterior shipped with the
-    package (``generation.demo.shipped_posterior``)."""
-    from wattscape.generation.demo import shipped_posterior
+    package (``generation.demo.results_posterior``)."""
+    from wattscape.generation.demo import results_posterior
 
     if explicit is not None:
         if not Path(explicit).is_file():
             raise FileNotFoundError(f"no posterior {explicit}")
         return Path(explicit)
-    full = Path(results) / "posterior_full.nc"
-    if full.is_file():
-        return full
-    shipped = shipped_posterior()
-    if shipped is None:
-        raise FileNotFoundError(f"no posterior: {full} is missing and none ships with the package")
-    print(f"{full} not found: using the shipped posterior {shipped}", file=sys.stderr)
-    return Path(shipped)
+    found, shipped = results_posterior(results)
+    if found is None:
+        raise FileNotFoundError(f"no posterior: {results}/posterior_full.nc is missing and none ships")
+    if shipped:
+        print(f"{results}/posterior_full.nc not found: using the shipped posterior {found}", file=sys.stderr)
+    return found
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

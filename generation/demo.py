@@ -21,6 +21,19 @@ def shipped_posterior() -> Path | None:
     return files[0] if files else None
 
 
+#: Where ``benchmarks/fit.py`` writes the full posterior (git-ignored) under a results folder.
+FULL_POSTERIOR = "posterior_full.nc"
+
+
+def results_posterior(results: str | Path) -> tuple[Path | None, bool]:
+    """The posterior to read results with: ``<results>/posterior_full.nc`` when it exists, else the shipped
+    one (None if neither); and whether it is the shipped one (a fresh clone has no full posterior)."""
+    full = Path(results) / FULL_POSTERIOR
+    if full.is_file():
+        return full, False
+    return shipped_posterior(), True
+
+
 def plot_profile(ds, path: str | Path, period_s: float = 60.0) -> Path:
     """PNG of the facility profile: median and 5–95 % band over draws, ``period_s`` means, TDP line."""
     import matplotlib

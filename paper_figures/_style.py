@@ -97,18 +97,16 @@ def posterior_file(explicit: str | os.PathLike | None, results: str | os.PathLik
     """
     if explicit is not None:
         return require(explicit, "fit it with `wattscape fit`")
-    full = Path(results) / "posterior_full.nc"
-    if full.is_file():
-        return full
-    from generation.demo import shipped_posterior
+    from generation.demo import FULL_POSTERIOR, results_posterior
 
-    shipped = shipped_posterior()
-    if shipped is None:
+    found, shipped = results_posterior(results)
+    full = Path(results) / FULL_POSTERIOR
+    if found is None:
         raise MissingInputError(f"missing input file: {full} (fit it with `python benchmarks/fit.py`)")
-    if shipped not in _FALLBACK_SAID:  # once per process, however many panels ask
-        _FALLBACK_SAID.add(shipped)
-        print(f"{full} not found: using the shipped posterior {shipped}")
-    return shipped
+    if shipped and found not in _FALLBACK_SAID:  # once per process, however many panels ask
+        _FALLBACK_SAID.add(found)
+        print(f"{full} not found: using the shipped posterior {found}")
+    return found
 
 
 def read_table(path: str | os.PathLike, hint: str = "") -> pd.DataFrame:
