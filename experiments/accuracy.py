@@ -62,7 +62,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def fit_holdout(catalog, holdout: str, *, mode: str, seed: int, summaries=None, cache=None):
     """A cold-started fit of the power model on every run but ``holdout`` (plus configuration summaries).
 
-    ``mode`` ``"fast"``: the model's ADVI path; ``"nuts"``: NUTS with ``experiments._common.FOLD_NUTS``.
+    ``mode`` ``"fast"``: the model's ADVI path; ``"nuts"``: numpyro NUTS (``experiments._common.FOLD_NUTS``).
     ``cache``: a folder where the fold's fitted model is saved (``<holdout>-<mode>-s<seed>.nc``) and
     reused by later runs while its model id still matches this package (:func:`experiments._common.fit_fold`).
     """
