@@ -190,7 +190,7 @@ def fold_cache_path(cache, label: str, mode: str, seed: int) -> Path | None:
 #: leave-one-run-out folds, 2 × (500 + 500) draws): numpyro here, no divergences, max r̂ ≤ 1.08 in 10
 #: folds and 1.10-1.25 in three (``b_llm_sigma``; tree depth 10 on every draw; 1,000 tuning draws made the
 #: worst 1.36); nutpie at target_accept 0.95 (commit 6ad5f90, reverted), max r̂ ≤ 1.05 in 11 folds, 1.15
-#: and 1.43 in two, 1-8 divergences in 7 folds, 47 min for the set instead of 39.  The headline moved
+#: and 1.43 in two, 1-8 divergences in 7 folds, 49 min for the set instead of 39.  The headline moved
 #: within the seed noise (7.39 → 8.15 %; 90 % coverage 11 → 12 of 13).
 FOLD_NUTS = {"draws": 500, "tune": 500, "chains": 2, "dense_mass": False}
 
