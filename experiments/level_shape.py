@@ -268,9 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = C.command_line("experiments.level_shape", argv)
     out = C.results_dir(args.out)
     catalog = C.energy_inference_catalog(args.catalog)
-    ids = args.runs or C.runs_with_log(catalog)
-    known = set(C.runs_with_log(catalog))
-    unknown = [r for r in ids if r not in known]
+    logged = C.runs_with_log(catalog)
+    ids = args.runs or logged
+    unknown = sorted(set(ids) - set(logged))
     if unknown:
         raise KeyError(f"runs with a log not in the catalog {getattr(catalog, 'path', '')}: {unknown}")
     posterior = posterior_path(args.posterior, out)
