@@ -162,8 +162,11 @@ def run_shape(model, run: xr.Dataset, requests: pd.DataFrame, *, n_draws: int, s
     if len(req) < 3:
         raise ValueError(f"run {run.attrs.get('run_id')!r}: fewer than three logged calls with start and end")
     params = config_params_for(model, run, n_draws, seed)
+    a = run.attrs
     calls = pd.DataFrame({
-        "run_id": str(run.attrs.get("run_id")),
+        "run_id": str(a.get("run_id")),
+        "gpu_model": str(a["gpu_model"]),
+        "n_gpus": int(a.get("n_gpus", 1)),
         "request_id": req["request_id"].to_numpy() if "request_id" in req else np.arange(len(req)),
         "batch": req["batch_size"].to_numpy(float),
         "prompt_tokens": req["prompt_tokens"].to_numpy(float),
@@ -177,7 +180,6 @@ def run_shape(model, run: xr.Dataset, requests: pd.DataFrame, *, n_draws: int, s
     fit = two_level_fit(calls["share"][ok], calls["measured_w"][ok])
     calls["share_fit_w"] = fit["p_dec"] + (fit["p_pre"] - fit["p_dec"]) * calls["share"]
     model_r2, model_rmse = fit_quality(calls["model_w"][ok], calls["measured_w"][ok])
-    a = run.attrs
     tdp = float(gpu_spec(str(a["gpu_model"]))["tdp_w"])
     row = {
         "run_id": str(a.get("run_id")), "llm": a.get("llm"), "gpu_model": a.get("gpu_model"),

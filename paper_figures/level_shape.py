@@ -22,7 +22,9 @@ from . import _style as S
 
 NAME = "level_shape"
 INPUT = "level_shape_calls.csv"
-COLUMNS = ("run_id", "prompt_tokens", "output_tokens", "measured_w", "model_w", "share_fit_w")
+COLUMNS = (
+    "run_id", "gpu_model", "n_gpus", "prompt_tokens", "output_tokens", "measured_w", "model_w", "share_fit_w"
+)
 
 
 def read_calls(path: Path) -> pd.DataFrame:
@@ -45,11 +47,9 @@ def pick_runs(calls: pd.DataFrame, runs: Sequence[str] | None = None) -> list[st
     sweeps = calls.groupby("run_id").filter(lambda g: g["output_tokens"].nunique() == 1)
     if not len(sweeps):
         return ids[:4]
-    # card and GPU count from the run id (<llm>-<card>-x<n>-<date>-<time>), as the catalog names runs
-    key = sweeps["run_id"].str.extract(r"-(?P<card>[A-Z]\d+-[A-Za-z0-9-]+?)-x(?P<n>\d+)-")
-    sizes = sweeps.assign(**key).groupby(["card", "n", "run_id"]).size().rename("calls").reset_index()
-    best = sizes.sort_values("calls", ascending=False).drop_duplicates(["card", "n"])
-    return best.sort_values(["card", "n"])["run_id"].tolist()
+    sizes = sweeps.groupby(["gpu_model", "n_gpus", "run_id"]).size().rename("calls").reset_index()
+    best = sizes.sort_values("calls", ascending=False).drop_duplicates(["gpu_model", "n_gpus"])
+    return best.sort_values(["gpu_model", "n_gpus"])["run_id"].tolist()
 
 
 def make(args: argparse.Namespace) -> list[Path]:

@@ -223,15 +223,19 @@ def test_drive_figure_replays_one_run_both_ways(tmp_path, capsys):
 def _level_calls(path: Path) -> pd.DataFrame:
     """A small level_shape_calls.csv: two prompt sweeps (one card each) and an output sweep."""
     rows = []
-    for rid, outputs in (("llm-a-A100-SXM4-40GB-x1-20240101-000000", [32]),
-                         ("llm-b-V100-PCIe-16GB-x1-20240101-000000", [32]),
-                         ("llm-c-A100-SXM4-40GB-x1-20240102-000000", [32, 64, 128])):
+    # card and GPU count come from their columns, not from the run id
+    for rid, card, n, outputs, repeat in (("run-a", "A100-SXM4-40GB", 1, [32], 3),
+                                          ("run-b", "V100-PCIe-16GB", 1, [32], 3),
+                                          ("run-c", "A100-SXM4-40GB", 1, [32, 64, 128], 3),
+                                          ("run-d", "A100-SXM4-40GB", 1, [32], 2),
+                                          ("run-e", "A100-SXM4-40GB", 3, [32], 1)):
         for out in outputs:
             for prompt in (8, 64, 512, 2048):
-                for _ in range(3):
+                for _ in range(repeat):
                     w = 100 + 30 * np.log2(prompt)
-                    rows.append({"run_id": rid, "prompt_tokens": prompt, "output_tokens": out,
-                                 "measured_w": w, "model_w": w + 5, "share_fit_w": w - 5})
+                    rows.append({"run_id": rid, "gpu_model": card, "n_gpus": n, "prompt_tokens": prompt,
+                                 "output_tokens": out, "measured_w": w, "model_w": w + 5,
+                                 "share_fit_w": w - 5})
     df = pd.DataFrame(rows)
     df.to_csv(path, index=False)
     return df
@@ -243,8 +247,8 @@ def test_level_shape_draws_one_prompt_sweep_per_card(tmp_path, capsys):
     res = tmp_path / "results"
     res.mkdir()
     calls = _level_calls(res / "level_shape_calls.csv")
-    assert level_shape.pick_runs(calls) == ["llm-a-A100-SXM4-40GB-x1-20240101-000000",
-                                            "llm-b-V100-PCIe-16GB-x1-20240101-000000"]  # no output sweep
+    # per card and GPU count the prompt sweep with most calls; never the output sweep
+    assert level_shape.pick_runs(calls) == ["run-a", "run-e", "run-b"]
     assert level_shape.main(["--results", str(res)]) == 0
     _png_ok(res / "figures" / "level_shape.png")
     with pytest.raises(KeyError, match="nope"):

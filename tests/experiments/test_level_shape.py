@@ -75,6 +75,7 @@ def test_run_shape_recovers_the_phase_levels_a_run_was_made_with():
     np.testing.assert_allclose(calls["measured_w"], 120.0 + 250.0 * s, rtol=1e-6)
     np.testing.assert_allclose(calls["share_fit_w"], calls["measured_w"], atol=0.5)
     assert np.isfinite(row["model_r2"]) and list(row) == list(L.COLUMNS)
+    assert set(calls["gpu_model"]) == {"A100-SXM4-40GB"} and set(calls["n_gpus"]) == {row["n_gpus"]}
 
 
 def test_call_levels_ignore_calls_without_bounds_or_samples():
