@@ -292,9 +292,12 @@ def diagnostics_line(label: str, model) -> str:
 
     d = diagnostics_summary(model.idata)
     fmt = lambda v: "n/a" if v is None else f"{v:.3g}"  # noqa: E731
+    share = d["tree_depth_limit_share"]
+    depth = "" if share is None else f", tree depth at its limit in {100 * share:.0f} % of draws"
     return (
         f"{label}: max r_hat {fmt(d['max_r_hat'])} ({d['worst_r_hat_parameter'] or '-'}), "
-        f"min ESS bulk {fmt(d['min_ess_bulk'])}, divergences {d['divergences']}, sampler {d['sampler']}"
+        f"min ESS bulk {fmt(d['min_ess_bulk'])}, divergences {d['divergences']}{depth}, "
+        f"sampler {d['sampler']}"
     )
 
 

@@ -1,4 +1,5 @@
-"""Convergence diagnostics of a fit: r_hat, ESS bulk/tail, divergences, BFMI; saved beside the posterior."""
+"""Convergence diagnostics of a fit: r_hat, ESS bulk/tail, divergences, BFMI, tree depth; saved beside the
+posterior."""
 
 from __future__ import annotations
 
@@ -15,6 +16,37 @@ from wattscape.io import atomic_path
 #: Deterministic or derived variables left out of the table (functions of the free ones).
 SKIP = ("eta",)
 
+#: NUTS tree-depth limit of the samplers used here (numpyro, nutpie and PyMC all default to 10): a draw at
+#: the limit took 2**10 - 1 leapfrog steps and its trajectory was cut short, the sign of a posterior with
+#: directions far longer than the step size (a ridge or a funnel), which costs time before it costs r_hat.
+MAX_TREE_DEPTH = 10
+
+
+def tree_depth(stats, limit: int = MAX_TREE_DEPTH) -> tuple[float | None, float | None]:
+    """Mean NUTS tree depth and the share of draws whose tree reached ``limit``.
+
+    Parameters
+    ----------
+    stats : xr.Dataset or None
+        ``sample_stats`` of a fit: numpyro and PyMC write ``tree_depth`` (PyMC also
+        ``reached_max_treedepth``), nutpie ``depth`` and ``maxdepth_reached``.
+    limit : int
+        Depth limit used when the sampler wrote no flag of its own.
+
+    Returns
+    -------
+    (mean depth, share at the limit), each None when the fit has no tree depths (ADVI).
+    """
+    if stats is None:
+        return None, None
+    name = next((v for v in ("tree_depth", "depth") if v in stats), None)
+    if name is None:
+        return None, None
+    depth = np.asarray(stats[name].values, dtype=float)
+    flag = next((v for v in ("reached_max_treedepth", "maxdepth_reached") if v in stats), None)
+    at_limit = np.asarray(stats[flag].values, dtype=bool) if flag else depth >= limit
+    return float(depth.mean()), float(at_limit.mean())
+
 
 def diagnostics_table(idata: az.InferenceData, var_names: list[str] | None = None) -> pd.DataFrame:
     """One row per scalar parameter: mean, sd, r_hat, ess_bulk, ess_tail (``az.summary``)."""
@@ -26,7 +58,8 @@ def diagnostics_table(idata: az.InferenceData, var_names: list[str] | None = Non
 
 
 def diagnostics_summary(idata: az.InferenceData, table: pd.DataFrame | None = None) -> dict[str, Any]:
-    """Headline figures: max r_hat, min ESS bulk/tail, divergences, min BFMI, draws, chains, sampler."""
+    """Headline figures: max r_hat, min ESS bulk/tail, divergences, min BFMI, mean tree depth and the share
+    of draws at the depth limit (:func:`tree_depth`), draws, chains, sampler."""
     table = diagnostics_table(idata) if table is None else table
     post = idata.posterior
     out: dict[str, Any] = {
@@ -51,6 +84,7 @@ def diagnostics_summary(idata: az.InferenceData, table: pd.DataFrame | None = No
         out["min_bfmi"] = float(np.min(az.bfmi(idata)))
     else:
         out["min_bfmi"] = None
+    out["mean_tree_depth"], out["tree_depth_limit_share"] = tree_depth(stats)
     return out
 
 

@@ -19,9 +19,9 @@ they are centred with zero-avoiding Gamma sds; the idle card effect, seen on few
 effect (most configurations have one run) and the LLM effect (a small population sd that an LLM with one
 configuration trades against ``b_cfg``: centred, it mixed in a funnel with ``b_llm_sigma``) are
 non-centred.  (Measured on all real data: non-centred busy effects gave tree depth 8-10 and divergences
-tied to ``b_par``; see ``models/config.py`` for the LLM effect's measurement.)  The covariate slopes and the mean of
-the effects overlap linearly (a ridge the sampler's adapted diagonal metric copes with; a dense metric
-did worse, see :func:`wattscape.inference.fit.sample`).  The card effects on the levels
+tied to ``b_par``; see ``models/config.py`` for the LLM effect's measurement.)  The covariate slopes and
+the mean of the effects overlap linearly (a ridge the sampler's adapted diagonal metric copes with; a
+dense metric did worse, see :func:`wattscape.inference.fit.sample`).  The card effects on the levels
 and on the latencies (``models.config.CARD_EFFECTS``: ``b_gpu``, ``b_gpu_idle``, ``itl_gpu``,
 ``prefill_gpu``, ``attn_gpu``, ``ctx_gpu``) nest in the card's GPU generation,
 ``b_gpu[g] = b_gpu_gen[generation of g] + b_gpu_card[g]``: a card nobody measured keeps what its

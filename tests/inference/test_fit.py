@@ -40,6 +40,8 @@ def test_numpyro_and_diagnostics(normal_model, tmp_path):
     assert summary["divergences"] == 0
     assert summary["max_r_hat"] < 1.05 and summary["min_ess_bulk"] > 100
     assert summary["min_bfmi"] is not None and summary["min_bfmi"] > 0.3
+    # one well-scaled parameter: short trajectories, none cut at the depth limit
+    assert 1 <= summary["mean_tree_depth"] < 5 and summary["tree_depth_limit_share"] == 0.0
     on_disk = json.loads((tmp_path / "post.diagnostics.json").read_text())
     assert on_disk["chains"] == 2 and (tmp_path / "post.diagnostics.csv").is_file()
     assert abs(float(idata.posterior["mu"].mean()) - y.mean()) < 0.05
@@ -50,6 +52,20 @@ def test_fast_result_has_no_nuts_diagnostics(normal_model):
     idata = sample(model, "fast", draws=200, random_seed=0, progressbar=False, advi_iterations=500)
     summary = diagnostics_summary(idata)
     assert summary["divergences"] is None and summary["sampler"] == "fast"
+    assert summary["mean_tree_depth"] is None and summary["tree_depth_limit_share"] is None
+
+
+def test_tree_depth_reads_each_samplers_stats():
+    import xarray as xr
+    from wattscape.inference.diagnostics import tree_depth
+
+    depth = xr.DataArray(np.array([[3, 10, 10, 4]]), dims=("chain", "draw"))
+    assert tree_depth(xr.Dataset({"tree_depth": depth})) == (6.75, 0.5)  # numpyro: at the limit 10
+    assert tree_depth(xr.Dataset({"tree_depth": depth}), limit=4) == (6.75, 0.75)
+    flag = xr.DataArray(np.array([[False, True, False, False]]), dims=("chain", "draw"))
+    assert tree_depth(xr.Dataset({"depth": depth, "maxdepth_reached": flag})) == (6.75, 0.25)  # nutpie
+    assert tree_depth(xr.Dataset({"tree_depth": depth, "reached_max_treedepth": flag}))[1] == 0.25  # PyMC
+    assert tree_depth(xr.Dataset({"diverging": flag})) == (None, None) and tree_depth(None) == (None, None)
 
 
 def test_unknown_sampler(normal_model):
