@@ -187,11 +187,13 @@ def fold_cache_path(cache, label: str, mode: str, seed: int) -> Path | None:
 #: path shrinks the pooled sds of weakly identified effects towards zero (llama-2-7b SXM4 fold:
 #: ``itl_cfg_sigma`` 0.027 vs 0.20 under NUTS, ``itl_par_sigma`` 0.014 vs 0.36), so its intervals for
 #: unseen configurations are too narrow.  Neither sampler mixes every fold (measured on the 13
-#: leave-one-run-out folds, 2 × (500 + 500) draws): numpyro here, no divergences, max r̂ ≤ 1.08 in 10
-#: folds and 1.10-1.25 in three (``b_llm_sigma``; tree depth 10 on every draw; 1,000 tuning draws made the
-#: worst 1.36); nutpie at target_accept 0.95 (commit 6ad5f90, reverted), max r̂ ≤ 1.05 in 11 folds, 1.15
-#: and 1.43 in two, 1-8 divergences in 7 folds, 49 min for the set instead of 39.  The headline moved
-#: within the seed noise (7.39 → 8.15 %; 90 % coverage 11 → 12 of 13).
+#: leave-one-run-out folds, 2 × (500 + 500) draws).  numpyro here: with the LLM effect non-centred
+#: (``models/config.py``) max r̂ ≤ 1.08 in 11 folds and 1.11-1.12 in two (AR-residual group deviations),
+#: 3 divergences in two folds, tree depth 10 on nearly every draw; with it centred, no divergences, max
+#: r̂ ≤ 1.08 in 10 folds and 1.10-1.25 in three (``b_llm_sigma``; 1,000 tuning draws made the worst
+#: 1.36).  nutpie (LLM effect centred) at target_accept 0.95 (commit 6ad5f90, reverted): max r̂ ≤ 1.05 in
+#: 11 folds, 1.15 and 1.43 in two, 1-8 divergences in 7 folds, 49 min for the set instead of 39.  The
+#: headline moved within the seed noise (centred: numpyro 7.39 %, nutpie 8.15 %; non-centred 7.05 %).
 FOLD_NUTS = {"draws": 500, "tune": 500, "chains": 2, "dense_mass": False}
 
 
