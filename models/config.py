@@ -149,8 +149,8 @@ def default_model_config() -> dict[str, Any]:
         # The LLM effect is NON-CENTRED: its population sd is small (~0.14) beside the configuration
         # effect's (~0.35), and an LLM with one configuration trades b_llm against b_cfg, so centred it
         # sat in a funnel with b_llm_sigma (measured, NUTS folds, numpyro 2 x 500 draws: falcon-7b
-        # 170604 r̂ 1.25 -> 1.08, bulk ESS of b_llm_sigma 6 -> 78; falcon-7b 113633 r̂ 1.12 -> 1.05,
-        # 14 -> 112; a zero-sum centred b_llm and b_par changed nothing, r̂ 1.22).
+        # 170604 r̂ 1.25 -> 1.08, bulk ESS of b_llm_sigma 6 -> 78; falcon-7b 113633 r̂ 1.12 -> 1.05, min
+        # bulk ESS 14 -> 60; a zero-sum centred b_llm and b_par changed nothing, r̂ 1.22).
         "b_llm": Prior(
             "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=6.0), dims=(D.LLM,), centered=False
         ),

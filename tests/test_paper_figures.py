@@ -221,7 +221,7 @@ def test_drive_figure_replays_one_run_both_ways(tmp_path, capsys):
 
 
 def _level_calls(path: Path) -> pd.DataFrame:
-    """A small level_shape_calls.csv: two prompt sweeps (one card each) and an output sweep."""
+    """A small level_shape_calls.csv: four prompt sweeps on two cards and two GPU counts, an output sweep."""
     rows = []
     # card and GPU count come from their columns, not from the run id
     for rid, card, n, outputs, repeat in (("run-a", "A100-SXM4-40GB", 1, [32], 3),
