@@ -114,8 +114,9 @@ def serve_requests(
     a = jnp.where(valid, arrival, big)
     seqs = jnp.where(valid, batch, 0.0)
     sp, sd = p.dwell_sigma[PREFILL_I], p.dwell_sigma[DECODE_I]
-    ln_p = jnp.exp(sp * z[0] - 0.5 * sp**2)
-    ln_d = jnp.exp(sd * z[1] - 0.5 * sd**2)
+    # median-one noise: the fitted likelihood is log runtime ~ Normal(log expected, dwell_sigma)
+    ln_p = jnp.exp(sp * z[0])
+    ln_d = jnp.exp(sd * z[1])
     pre = (p.prefill_overhead_s + p.prefill_s_per_token * prompt * batch) * ln_p * stretch[PREFILL_I]
     pre = jnp.where(valid, pre, 0.0)
     cum_p = _cum(jnp.add, pre)
@@ -214,7 +215,7 @@ def serve_events(
     prefill_s_per_token, prefill_overhead_s, itl_base_s, itl_per_seq_s : dwell parameters of one draw
     batch_cap : int, sequences decoding together at most (requests wait FIFO beyond it)
     horizon : float, end of the window (s)
-    dwell_sigma : (prefill, decode) log-normal noise on prefill time and on each request's ITL
+    dwell_sigma : (prefill, decode) log-normal noise (median one) on prefill time and on each request's ITL
     stretch : (3,) dwell stretch per state (power cap)
     seed : int or Generator
 
@@ -227,8 +228,8 @@ def serve_events(
     arr = np.asarray(arrival, float)[order]
     pr, out, bs = (np.asarray(x, float)[order] for x in (prompt, output, batch))
     nreq = len(arr)
-    zp = np.exp(dwell_sigma[0] * rng.standard_normal(nreq) - 0.5 * dwell_sigma[0] ** 2)
-    zd = np.exp(dwell_sigma[1] * rng.standard_normal(nreq) - 0.5 * dwell_sigma[1] ** 2)
+    zp = np.exp(dwell_sigma[0] * rng.standard_normal(nreq))  # median one, as in serve_requests
+    zd = np.exp(dwell_sigma[1] * rng.standard_normal(nreq))
     segs: list[tuple[float, int, float, float, float]] = []
 
     def emit(t, state, n, p_tok, o_tok):

@@ -35,17 +35,20 @@ b_slope_gpu (gpu_model)          card-specific change of the log2-batch slope (a
 b_context_slope_gpu (gpu_model)  card-specific change of the log2-context slope (busy states)
 level_slope (state, covariate)   workload slope of a segment's level, per log2 unit of each covariate
 log_level_scale (state)          log between-segment sd of levels (logit scale), pooled per state
-level_group_dev (level_group)    centred log deviation of a (run, state) with enough segments, sd
+level_group_dev (level_group)    log deviation of a (run, state) with enough segments, sd
                                  ``level_group_dev_sigma`` (state): one population per state
 ar_atanh (state)                 atanh of the pooled AR(1) coefficient of the within-segment residual
                                  (``ar_coef`` = tanh(ar_atanh), a deterministic)
-ar_group_dev (resid_group)       centred atanh deviation of a (run, state)'s AR(1) coefficient, sd
+ar_group_dev (resid_group)       atanh deviation of a (run, state)'s AR(1) coefficient, sd
                                  ``ar_group_dev_sigma`` (state)
 log_resid_scale (state)          log stationary residual sd (fraction of TDP), pooled per state
-resid_group_dev (resid_group)    centred log deviation of a (run, state) with enough lag pairs, sd
+resid_group_dev (resid_group)    log deviation of a (run, state) with enough lag pairs, sd
                                  ``resid_group_dev_sigma`` (state)
                                  A state gets groups only where at least two runs qualify: a lone group
-                                 and the pooled value of its state are one quantity (a ridge)
+                                 and the pooled value of its state are one quantity (a ridge).  The
+                                 three deviations are deterministics of the sampled group values
+                                 ``level_group_log_scale``, ``ar_group_atanh``, ``resid_group_log_scale``
+                                 (``models.hierarchical._state_pooled_dev``)
 sigma_summary (source)           scatter of configuration-summary power around the model (logit scale)
 itl_* / prefill_* / dwell_*      latency and dwell-time priors (log seconds, or log efficiency factors on
                                  the rooflines of ``hardware.latency_rooflines``; crossed ``itl_llm``,

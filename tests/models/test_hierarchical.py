@@ -321,6 +321,33 @@ def test_group_population_sd_is_one_per_state(fitted):
         assert list(post[name][D.STATE].values) == list(fitted.states)
 
 
+def test_groups_are_sampled_as_values_and_their_deviations_are_deterministic(fitted, monkeypatch):
+    """The free variables are the groups' own values (``loc[state] + dev``); the deviations the generators
+    read are deterministics equal to value − loc, draw by draw; the layout is part of the model id."""
+    import wattscape.models.hierarchical as H
+
+    model = fitted.model
+    free = {v.name for v in model.free_RVs}
+    det = {v.name for v in model.deterministics}
+    post = fitted.idata.posterior
+    pairs = [
+        ("level_group_dev", "level_group_log_scale", "log_level_scale", "level_group"),
+        ("resid_group_dev", "resid_group_log_scale", "log_resid_scale", "resid_group"),
+        ("ar_group_dev", "ar_group_atanh", "ar_atanh", "resid_group"),
+    ]
+    for dev, value, loc, dim in pairs:
+        if dev not in post:  # no (run, state) qualified for this kind of group in the synthetic catalog
+            continue
+        assert value in free and dev in det and dev not in free, dev
+        state = [str(label).rsplit("|", 1)[1] for label in post[dim].values]
+        want = post[value].values - post[loc].sel(state=state).values
+        np.testing.assert_allclose(post[dev].values, want, rtol=1e-5, atol=1e-6)
+    assert "resid_group_dev" in post  # the synthetic runs have enough lag pairs: the check above ran
+    old_id = fitted.id
+    monkeypatch.setattr(H, "PARAMETERISATION", H.PARAMETERISATION - 1)
+    assert fitted.id != old_id
+
+
 def test_card_effects_nest_in_the_gpu_generation(fitted):
     """Every card effect is its generation's effect plus the card's deviation (both fitted)."""
     from wattscape.models.config import CARD_EFFECTS
