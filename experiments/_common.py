@@ -187,10 +187,11 @@ def fold_cache_path(cache, label: str, mode: str, seed: int) -> Path | None:
 #: path shrinks the pooled sds of weakly identified effects towards zero (llama-2-7b SXM4 fold:
 #: ``itl_cfg_sigma`` 0.027 vs 0.20 under NUTS, ``itl_par_sigma`` 0.014 vs 0.36), so its intervals for
 #: unseen configurations are too narrow.  Neither sampler mixes every fold (measured on the 13
-#: leave-one-run-out folds, 2 × (500 + 500) draws).  numpyro here: with the LLM effect non-centred
-#: (``models/config.py``) and the (run, state) groups sampled as values (``models.hierarchical.
-#: PARAMETERISATION`` 2) max r̂ ≤ 1.04 in 11 folds and 1.08-1.09 in two (``b_par_sigma``), 1 divergence,
-#: tree depth 10 on every draw; with the groups' deviations free, 1.11-1.12 in two (AR-residual group
+#: leave-one-run-out folds, 2 × (500 + 500) draws).  numpyro here: with the LLM and layout effects
+#: non-centred (``models/config.py``) and the (run, state) groups sampled as values (``models.hierarchical.
+#: PARAMETERISATION`` 2) max r̂ ≤ 1.03 in 11 folds, 1.05 (``b_llm_sigma``) and 1.08 (a task effect) in two,
+#: 1 divergence, tree depth 10 on every draw; with the layout effect centred, 1.08-1.09 in two
+#: (``b_par_sigma``); with the groups' deviations free, 1.11-1.12 in two (AR-residual group
 #: deviations), 3 divergences; with the LLM effect also centred, no divergences, max
 #: r̂ ≤ 1.08 in 10 folds and 1.10-1.25 in three (``b_llm_sigma``; 1,000 tuning draws made the worst
 #: 1.36).  nutpie (LLM effect centred) at target_accept 0.95 (commit 6ad5f90, reverted): max r̂ ≤ 1.05 in
