@@ -185,8 +185,9 @@ def default_model_config() -> dict[str, Any]:
         # The layout effect is NON-CENTRED: ~9 layouts, several seen in one configuration only, so centred
         # its population sd sat in a funnel once the (run, state) groups mixed (measured, NUTS folds, numpyro
         # 2 x 500 draws: llama-2-7b 145250 r̂ 1.09 -> 1.02, min bulk ESS 25 -> 91; falcon-7b
-        # 113633 r̂ 1.08 -> 1.03; four more folds level within seed noise).  With every busy effect
-        # non-centred and the groups' deviations free it had diverged (tree depth 8-10): not so alone.
+        # 113633 r̂ 1.08 -> 1.03; over all 13 folds b_par or its sd is the worst-mixed parameter in none,
+        # was 5).  With every busy effect non-centred and the groups' deviations free it had diverged
+        # (tree depth 8-10): not so alone.
         "b_par": Prior(
             "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=6.0), dims=(D.PARALLEL,), centered=False
         ),
