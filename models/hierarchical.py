@@ -14,16 +14,16 @@ of ``n`` GPUs the GPUs take turns, so the busy level is a duty cycle of that one
 (``layer_duty_cycle``, :func:`layer_split_eta`): ``f = f_idle + (sigmoid(eta_busy) − f_idle) / n``, and
 ``b_layer`` is what the data add to it.  The effects are partially
 pooled normals (sds shared across levels) and a new level draws from its population, hence wider
-intervals.  The busy card and layout effects are well informed (tens of segments or summary rows), so
-they are centred with zero-avoiding Gamma sds; the idle card effect, seen on few cards, the configuration
-effect (most configurations have one run) and the LLM effect (a small population sd that an LLM with one
-configuration trades against ``b_cfg``: centred, it mixed in a funnel with ``b_llm_sigma``) are
-non-centred.  (Measured on all real data: non-centred busy effects gave tree depth 8-10 and divergences
-tied to ``b_par``; see ``models/config.py`` for the LLM effect's measurement.)  The covariate slopes and
-the mean of the effects overlap linearly (a ridge the sampler's adapted diagonal metric copes with; a
-dense metric did worse, see :func:`wattscape.inference.fit.sample`).  The card effects on the levels
-and on the latencies (``models.config.CARD_EFFECTS``: ``b_gpu``, ``b_gpu_idle``, ``itl_gpu``,
-``prefill_gpu``, ``attn_gpu``, ``ctx_gpu``) nest in the card's GPU generation,
+intervals.  The busy card effect is well informed (tens of segments or summary rows per card), so it
+is centred with a zero-avoiding Gamma sd; the idle card effect, seen on few cards, the configuration
+effect (most configurations have one run), the LLM effect (a small population sd that an LLM with one
+configuration trades against ``b_cfg``: centred, it mixed in a funnel with ``b_llm_sigma``) and the
+layout effect (~9 layouts, several in one configuration: centred, ``b_par`` or its sd was the
+worst-mixed parameter in five leave-one-run-out folds) are non-centred; ``models/config.py`` has the
+measurements.  The covariate slopes and the mean of the effects overlap linearly (a ridge the sampler's
+adapted diagonal metric copes with; a dense metric did worse, see :func:`wattscape.inference.fit.sample`).
+The card effects on the levels and on the latencies (``models.config.CARD_EFFECTS``: ``b_gpu``,
+``b_gpu_idle``, ``itl_gpu``, ``prefill_gpu``, ``attn_gpu``, ``ctx_gpu``) nest in the card's GPU generation,
 ``b_gpu[g] = b_gpu_gen[generation of g] + b_gpu_card[g]``: a card nobody measured keeps what its
 generation showed on other cards, plus a card's deviation (see ``models/config.py``).
 
