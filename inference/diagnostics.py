@@ -1,5 +1,6 @@
 """Convergence diagnostics of a fit: r_hat, ESS bulk/tail, divergences, BFMI, tree depth; saved beside the
-posterior."""
+posterior.  And the sampler's geometry: the stiffest directions of the log posterior in the space a diagonal
+metric whitens (:func:`curvature_directions`), which set the NUTS step size."""
 
 from __future__ import annotations
 
@@ -100,3 +101,130 @@ def save_diagnostics(idata: az.InferenceData, posterior_path: str | Path) -> dic
     with atomic_path(f"{stem}.diagnostics.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
     return summary
+
+
+# --- sampler geometry -------------------------------------------------------------------------------
+def free_parameter_labels(model) -> list[str]:
+    """Labels of the flat unconstrained vector NUTS moves in: ``model.value_vars`` in order, each raveled
+    (C order), an entry of a vector variable as ``name[i]`` (transformed names, e.g. ``sigma_log__``)."""
+    labels: list[str] = []
+    point = model.initial_point()
+    for value in model.value_vars:
+        size = int(np.prod(point[value.name].shape))
+        labels += [f"{value.name}[{i}]" for i in range(size)] if size > 1 else [value.name]
+    return labels
+
+
+def unconstrained_draws(model, posterior) -> np.ndarray:
+    """Posterior draws mapped to the unconstrained space the sampler moves in.
+
+    Parameters
+    ----------
+    model : pm.Model
+        The model the posterior was drawn from.
+    posterior : xr.Dataset
+        ``idata.posterior`` with every free variable of ``model`` (constrained values, as PyMC stores them).
+
+    Returns
+    -------
+    np.ndarray
+        (chain · draw, n_free) in the order of :func:`free_parameter_labels`.
+    """
+    import pytensor
+
+    missing = [rv.name for rv in model.free_RVs if rv.name not in posterior]
+    if missing:
+        raise KeyError(f"posterior lacks free variables {missing}")
+    outs = []
+    for rv in model.free_RVs:
+        transform = model.rvs_to_transforms.get(rv)
+        outs.append(transform.forward(rv, *rv.owner.inputs) if transform is not None else rv)
+    forward = pytensor.function(model.free_RVs, outs, on_unused_input="ignore")
+    stacked = {
+        rv.name: posterior[rv.name].stack(sample=("chain", "draw")).transpose("sample", ...).values
+        for rv in model.free_RVs
+    }
+    n = next(iter(stacked.values())).shape[0]
+    rows = []
+    for i in range(n):
+        values = forward(*(stacked[rv.name][i] for rv in model.free_RVs))
+        rows.append(np.concatenate([np.ravel(v) for v in values]))
+    return np.asarray(rows, dtype=float)
+
+
+def curvature_directions(
+    model,
+    draws: np.ndarray,
+    *,
+    scale: np.ndarray | None = None,
+    n_points: int = 10,
+    n_directions: int = 3,
+    n_loadings: int = 6,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Stiffest directions of the log posterior, in the space a diagonal NUTS metric whitens.
+
+    At ``n_points`` draws, the Hessian ``H`` of the log density (unconstrained, JAX) is scaled by the
+    metric, ``Hw = S H S`` with ``S = diag(scale)``, and eigendecomposed.  The largest eigenvalue
+    ``λ_max`` of ``−Hw`` bounds the stable leapfrog step, ``ε < 2 / √λ_max`` (a step near half of that is
+    typical at an acceptance of 0.9 in many dimensions), so the rows say which combination of parameters
+    sets the step size; with trajectories of ``2**10 − 1`` steps at that step, the widest directions
+    (posterior sd in units of ``scale``) decide whether NUTS stops at its depth limit.
+
+    Parameters
+    ----------
+    model : pm.Model
+        The model.
+    draws : np.ndarray
+        (n_draws, n_free) unconstrained draws (:func:`unconstrained_draws`).
+    scale : np.ndarray, optional
+        (n_free,) the metric's standard deviations; default the sd of ``draws`` (what a well-adapted
+        diagonal metric estimates).
+    n_points, n_directions, n_loadings : int
+        Draws evaluated, eigen-directions kept per draw (largest first), parameters named per direction.
+    seed : int
+        Picks the draws.
+
+    Returns
+    -------
+    pd.DataFrame
+        One row per (point, rank): ``point`` (draw index), ``rank`` (0 = stiffest), ``eigenvalue``,
+        ``step_limit`` (``2 / √eigenvalue``), ``loadings`` (the largest components, ``name ±weight``).
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax.flatten_util import ravel_pytree
+    from pymc.sampling.jax import get_jaxified_logp
+
+    draws = np.asarray(draws, dtype=float)
+    labels = free_parameter_labels(model)
+    if draws.ndim != 2 or draws.shape[1] != len(labels):
+        raise ValueError(f"draws must be (n_draws, {len(labels)}) unconstrained values, got {draws.shape}")
+    scale = draws.std(axis=0) if scale is None else np.asarray(scale, dtype=float)
+    if scale.shape != (len(labels),) or not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+        raise ValueError("scale must be positive and finite, one per free parameter")
+    point = model.initial_point()
+    shapes = [point[v.name].shape for v in model.value_vars]
+    _, unravel = ravel_pytree([jnp.zeros(s) for s in shapes])
+    logp = get_jaxified_logp(model)
+    hessian = jax.jit(jax.hessian(lambda z: logp(unravel(z))))
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(draws.shape[0], size=min(n_points, draws.shape[0]), replace=False)
+    rows = []
+    for i in sorted(int(p) for p in picks):
+        with jax.enable_x64(True):  # curvatures span orders of magnitude: float32 would blur them
+            h = -np.asarray(hessian(jnp.asarray(draws[i], dtype=jnp.float64))) * np.outer(scale, scale)
+        w, v = np.linalg.eigh(0.5 * (h + h.T))
+        for rank in range(min(n_directions, len(w))):
+            vec = v[:, -1 - rank]
+            top = np.argsort(-np.abs(vec))[:n_loadings]
+            rows.append(
+                {
+                    "point": i,
+                    "rank": rank,
+                    "eigenvalue": float(w[-1 - rank]),
+                    "step_limit": float(2 / np.sqrt(w[-1 - rank])) if w[-1 - rank] > 0 else np.inf,
+                    "loadings": ", ".join(f"{labels[j]} {vec[j]:+.2f}" for j in top),
+                }
+            )
+    return pd.DataFrame(rows)

@@ -60,12 +60,17 @@ def sample(
         Optimisation steps of the fast path.
     dense_mass : bool
         numpyro only: adapt a dense mass matrix instead of a diagonal one.  Off by default: with the
-        power model's ~840 parameters a dense metric estimated from the tuning draws is noise, and the
+        power model's ~450 free parameters a dense metric estimated from the tuning draws is noise, and the
         chains do not meet (measured on the leave-one-run-out fold of
         ``falcon-7b-A100-PCIe-40GB-x1-20240403-170604``, 2 chains × (500 + 500) draws: dense max r̂ 2.09,
         min bulk ESS 2.7, tree depth 10 on every draw, 240 s; diagonal max r̂ 1.04, min bulk ESS 42, no
-        divergences, 183 s).  nutpie always adapts its low-rank modified mass matrix (same fold: max r̂
-        1.03, min bulk ESS 108, 220 s with compilation).
+        divergences, 183 s).  The adapted diagonal matches the posterior variances (same fold: ratio
+        0.52-1.89, median 0.98), so the small step (0.0036-0.0038) and the depth limit are the posterior's
+        geometry (``benchmarks/geometry.py`` names its stiffest and widest directions); a dense metric
+        fixed from 1,000 posterior draws of that fold, shrunk 1-10 % to its diagonal, lifted the step only
+        to 0.0065 (depth 10 in 91-97 % of draws, 5-16 divergences).  nutpie's low-rank modified mass
+        matrix (same fold, current parameterisation) takes steps of 0.045-0.054 and trees of mean depth
+        8.6, but diverges in 2-3 % of draws at target acceptance 0.8-0.9 and left a chain stuck at 0.95.
     **kwargs
         Passed to ``pm.sample``.
 

@@ -7,7 +7,14 @@ import json
 import numpy as np
 import pymc as pm
 import pytest
-from wattscape.inference.diagnostics import diagnostics_summary, save_diagnostics
+import xarray as xr
+from wattscape.inference.diagnostics import (
+    curvature_directions,
+    diagnostics_summary,
+    free_parameter_labels,
+    save_diagnostics,
+    unconstrained_draws,
+)
 from wattscape.inference.fit import fit_advi_jax, sample
 
 
@@ -71,3 +78,45 @@ def test_tree_depth_reads_each_samplers_stats():
 def test_unknown_sampler(normal_model):
     with pytest.raises(ValueError, match="unknown sampler"):
         sample(normal_model[0], "gibbs")
+
+
+@pytest.fixture(scope="module")
+def correlated_model():
+    """A log-transformed scale beside a bivariate normal of known covariance (sds 2, 0.5; correlation 0.9)."""
+    sd, corr = np.array([2.0, 0.5]), 0.9
+    cov = np.array([[1.0, corr], [corr, 1.0]]) * np.outer(sd, sd)
+    with pm.Model() as model:
+        pm.HalfNormal("s", 1.0)
+        pm.MvNormal("x", mu=np.zeros(2), cov=cov)
+    return model, sd, corr
+
+
+def test_unconstrained_draws_apply_each_transform(correlated_model):
+    model, _, _ = correlated_model
+    post = xr.Dataset(
+        {
+            "s": (("chain", "draw"), np.array([[1.0, np.e]])),
+            "x": (("chain", "draw", "x_dim_0"), np.array([[[1.0, 2.0], [3.0, 4.0]]])),
+        }
+    )
+    assert free_parameter_labels(model) == ["s_log__", "x[0]", "x[1]"]
+    np.testing.assert_allclose(unconstrained_draws(model, post), [[0.0, 1.0, 2.0], [1.0, 3.0, 4.0]])
+    with pytest.raises(KeyError, match=r"\['x'\]"):
+        unconstrained_draws(model, post.drop_vars("x"))
+
+
+def test_curvature_directions_known_hessian(correlated_model):
+    """Whitened by the true sds, −H of the normal part is the inverse correlation matrix: eigenvalues
+    1/(1 − ρ) along x[0] − x[1] and 1/(1 + ρ); the log-scale of HalfNormal(1) at s = 1 has curvature 2."""
+    model, sd, corr = correlated_model
+    draws = np.column_stack([np.zeros(4), np.random.default_rng(1).normal(size=(4, 2))])
+    df = curvature_directions(model, draws, scale=np.array([1.0, *sd]), n_points=2, n_directions=3)
+    assert len(df) == 6 and sorted(df["point"].unique()) == df["point"].unique().tolist()
+    first = df[df["point"] == df["point"].iloc[0]]
+    np.testing.assert_allclose(first["eigenvalue"], [1 / (1 - corr), 2.0, 1 / (1 + corr)], rtol=1e-8)
+    np.testing.assert_allclose(first["step_limit"].iloc[0], 2 * np.sqrt(1 - corr), rtol=1e-8)
+    assert first["loadings"].iloc[0].startswith("x[") and "s_log__ +0.00" in first["loadings"].iloc[0]
+    with pytest.raises(ValueError, match="unconstrained"):
+        curvature_directions(model, draws[:, :2])
+    with pytest.raises(ValueError, match="positive"):
+        curvature_directions(model, draws, scale=np.array([1.0, 0.0, 1.0]))
