@@ -190,7 +190,10 @@ def fold_cache_path(cache, label: str, mode: str, seed: int) -> Path | None:
 #: leave-one-run-out folds, 2 × (500 + 500) draws).  numpyro here: with the LLM and layout effects
 #: non-centred (``models/config.py``) and the (run, state) groups sampled as values (``models.hierarchical.
 #: PARAMETERISATION`` 2) max r̂ ≤ 1.03 in 11 folds, 1.05 (``b_llm_sigma``) and 1.08 (a task effect) in two,
-#: 1 divergence, tree depth 10 on every draw; with the layout effect centred, 1.08-1.09 in two
+#: 1 divergence, tree depth 10 on every draw (the posterior's geometry, not the metric: the stiffest
+#: direction, the decode and prefill intercepts that the single-GPU A100 data pin, allows steps of ~0.009;
+#: the widest, the task effects' common mode, needs ~2,400 steps of the adapted 0.004 to cross:
+#: ``python benchmarks/geometry.py``); with the layout effect centred, 1.08-1.09 in two
 #: (``b_par_sigma``); with the groups' deviations free, 1.11-1.12 in two (AR-residual group
 #: deviations), 3 divergences; with the LLM effect also centred, no divergences, max
 #: r̂ ≤ 1.08 in 10 folds and 1.10-1.25 in three (``b_llm_sigma``; 1,000 tuning draws made the worst
