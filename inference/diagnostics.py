@@ -205,15 +205,18 @@ def curvature_directions(
         raise ValueError("scale must be positive and finite, one per free parameter")
     point = model.initial_point()
     shapes = [point[v.name].shape for v in model.value_vars]
-    _, unravel = ravel_pytree([jnp.zeros(s) for s in shapes])
-    logp = get_jaxified_logp(model)
-    hessian = jax.jit(jax.hessian(lambda z: logp(unravel(z))))
     rng = np.random.default_rng(seed)
     picks = rng.choice(draws.shape[0], size=min(n_points, draws.shape[0]), replace=False)
+    with jax.enable_x64(True):  # curvatures span orders of magnitude: float32 would blur them
+        _, unravel = ravel_pytree([jnp.zeros(s, dtype=jnp.float64) for s in shapes])
+        logp = get_jaxified_logp(model)
+        hessian = jax.jit(jax.hessian(lambda z: logp(unravel(z))))
+        stiffness = {
+            int(i): -np.asarray(hessian(jnp.asarray(draws[i], dtype=jnp.float64))) * np.outer(scale, scale)
+            for i in sorted(picks)
+        }
     rows = []
-    for i in sorted(int(p) for p in picks):
-        with jax.enable_x64(True):  # curvatures span orders of magnitude: float32 would blur them
-            h = -np.asarray(hessian(jnp.asarray(draws[i], dtype=jnp.float64))) * np.outer(scale, scale)
+    for i, h in stiffness.items():
         w, v = np.linalg.eigh(0.5 * (h + h.T))
         for rank in range(min(n_directions, len(w))):
             vec = v[:, -1 - rank]
