@@ -106,12 +106,23 @@ def save_diagnostics(idata: az.InferenceData, posterior_path: str | Path) -> dic
 # --- sampler geometry -------------------------------------------------------------------------------
 def free_parameter_labels(model) -> list[str]:
     """Labels of the flat unconstrained vector NUTS moves in: ``model.value_vars`` in order, each raveled
-    (C order), an entry of a vector variable as ``name[i]`` (transformed names, e.g. ``sigma_log__``)."""
+    (C order), with transformed names (``sigma_log__``); an entry of a variable with dims is named by its
+    coordinates (``b_task[mlenergy-v3:gpqa]``, ``x[a,b]``), one without by its flat index (``x[0]``)."""
+    import itertools
+
     labels: list[str] = []
     point = model.initial_point()
     for value in model.value_vars:
-        size = int(np.prod(point[value.name].shape))
-        labels += [f"{value.name}[{i}]" for i in range(size)] if size > 1 else [value.name]
+        shape = point[value.name].shape
+        size = int(np.prod(shape))
+        dims = model.named_vars_to_dims.get(model.values_to_rvs[value].name)
+        if size == 1 and not shape:
+            labels.append(value.name)
+        elif dims and len(dims) == len(shape) and all(model.coords.get(d) is not None for d in dims):
+            grid = itertools.product(*(model.coords[d] for d in dims))
+            labels += [f"{value.name}[{','.join(map(str, c))}]" for c in grid]
+        else:
+            labels += [f"{value.name}[{i}]" for i in range(size)]
     return labels
 
 

@@ -100,6 +100,17 @@ def test_unconstrained_draws_apply_each_transform(correlated_model):
         }
     )
     assert free_parameter_labels(model) == ["s_log__", "x[0]", "x[1]"]
+    with pm.Model(coords={"task": ["a", "b"], "state": ["idle", "busy"]}) as named:
+        pm.HalfNormal("sd", 1.0, dims=("task",))
+        pm.Normal("m", 0.0, 1.0, dims=("task", "state"))
+    assert free_parameter_labels(named) == [
+        "sd_log__[a]",
+        "sd_log__[b]",
+        "m[a,idle]",
+        "m[a,busy]",
+        "m[b,idle]",
+        "m[b,busy]",
+    ]
     np.testing.assert_allclose(unconstrained_draws(model, post), [[0.0, 1.0, 2.0], [1.0, 3.0, 4.0]])
     with pytest.raises(KeyError, match=r"\['x'\]"):
         unconstrained_draws(model, post.drop_vars("x"))
