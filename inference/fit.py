@@ -70,7 +70,7 @@ def sample(
         fixed from 1,000 posterior draws of that fold, shrunk 1-10 % to its diagonal, lifted the step only
         to 0.0065 (depth 10 in 91-97 % of draws, 5-16 divergences).  nutpie's low-rank modified mass
         matrix (same fold, current parameterisation) takes steps of 0.045-0.054 and trees of mean depth
-        8.6, but diverges in 2-3 % of draws at target acceptance 0.8-0.9 and left a chain stuck at 0.95.
+        8.6, but diverges in 2-3.5 % of draws at target acceptance 0.8-0.9 and left a chain stuck at 0.95.
     **kwargs
         Passed to ``pm.sample``.
 
