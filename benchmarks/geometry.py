@@ -29,26 +29,6 @@ FULL = ROOT / "results" / "posterior_full.nc"
 SHIPPED = ROOT / "wattscape" / "data" / "posterior" / "posterior.nc"
 
 
-def widest_directions(draws, labels, n_directions: int = 3, n_loadings: int = 6):
-    """The largest sds of the draws whitened by their own sds (√ eigenvalues of their correlation matrix)."""
-    import numpy as np
-
-    z = (draws - draws.mean(0)) / draws.std(0)
-    w, v = np.linalg.eigh(np.corrcoef(z, rowvar=False))
-    rows = []
-    for rank in range(n_directions):
-        vec = v[:, -1 - rank]
-        top = np.argsort(-np.abs(vec))[:n_loadings]
-        rows.append(
-            {
-                "rank": rank,
-                "sd": float(np.sqrt(max(w[-1 - rank], 0.0))),
-                "loadings": ", ".join(f"{labels[j]} {vec[j]:+.2f}" for j in top),
-            }
-        )
-    return rows
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--posterior", default=None, help="fitted posterior (.nc with a fit_data group)")
@@ -66,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         curvature_directions,
         free_parameter_labels,
         unconstrained_draws,
+        widest_directions,
     )
     from wattscape.models.hierarchical import PowerModel
 
@@ -80,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     draws = unconstrained_draws(model, fitted.idata.posterior)
     stiff = curvature_directions(model, draws, n_points=args.points, n_directions=3, seed=args.seed)
     wide = widest_directions(draws, labels)
+    widest = float(wide["sd"].iloc[0])
     stats = fitted.idata.get("sample_stats")
     step = (
         np.asarray(stats["step_size"].values).reshape(stats.sizes["chain"], -1)[:, 0]
@@ -106,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         "| step size the sampler adapted (per chain) | "
         + ("n/a" if step is None else " / ".join(f"{s:.4f}" for s in step))
         + " |",
-        f"| widest whitened direction (sd) | {wide[0]['sd']:.2f} |",
-        f"| leapfrog steps to cross it, π · sd / step ({which}) | {np.pi * wide[0]['sd'] / per_step:.0f} "
+        f"| widest whitened direction (sd) | {widest:.2f} |",
+        f"| leapfrog steps to cross it, π · sd / step ({which}) | {np.pi * widest / per_step:.0f} "
         "(tree depth 10: 1,023) |",
         "",
         f"Stiffest directions at the median draw ({median_point}); the step size follows the first:",
@@ -126,9 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         "| rank | sd | largest loadings |",
         "|---|---|---|",
     ]
-    lines += [f"| {r['rank']} | {r['sd']:.2f} | {r['loadings']} |" for r in wide]
+    lines += [f"| {r['rank']} | {r['sd']:.2f} | {r['loadings']} |" for _, r in wide.iterrows()]
     lines += ["", f"Wall time: {time.perf_counter() - t0:.0f} s."]
-    table = pd.concat([stiff.assign(kind="stiff"), pd.DataFrame(wide).assign(kind="wide")], ignore_index=True)
+    table = pd.concat([stiff.assign(kind="stiff"), wide.assign(kind="wide")], ignore_index=True)
     write_result("benchmarks_geometry", table, "\n".join(lines) + "\n", command=command, out_dir=args.out_dir)
     print("\n".join(lines))
     return 0

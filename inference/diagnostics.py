@@ -230,15 +230,54 @@ def curvature_directions(
     for i, h in stiffness.items():
         w, v = np.linalg.eigh(0.5 * (h + h.T))
         for rank in range(min(n_directions, len(w))):
-            vec = v[:, -1 - rank]
-            top = np.argsort(-np.abs(vec))[:n_loadings]
+            lam = float(w[-1 - rank])
             rows.append(
                 {
                     "point": i,
                     "rank": rank,
-                    "eigenvalue": float(w[-1 - rank]),
-                    "step_limit": float(2 / np.sqrt(w[-1 - rank])) if w[-1 - rank] > 0 else np.inf,
-                    "loadings": ", ".join(f"{labels[j]} {vec[j]:+.2f}" for j in top),
+                    "eigenvalue": lam,
+                    "step_limit": float(2 / np.sqrt(lam)) if lam > 0 else np.inf,
+                    "loadings": _loadings(v[:, -1 - rank], labels, n_loadings),
                 }
             )
     return pd.DataFrame(rows)
+
+
+def widest_directions(
+    draws: np.ndarray, labels: list[str], *, n_directions: int = 3, n_loadings: int = 6
+) -> pd.DataFrame:
+    """Widest directions of the draws whitened by their own sds (√ eigenvalues of their correlation matrix):
+    the ridges a diagonal metric leaves long, which NUTS trajectories must cross before they turn.
+
+    Parameters
+    ----------
+    draws : np.ndarray
+        (n_draws, n_free) unconstrained draws (:func:`unconstrained_draws`); with fewer draws than
+        parameters the largest sds come out inflated.
+    labels : list of str
+        One per column (:func:`free_parameter_labels`).
+    n_directions, n_loadings : int
+        Directions kept (widest first), parameters named per direction.
+
+    Returns
+    -------
+    pd.DataFrame
+        One row per direction: ``rank``, ``sd`` (in units of each parameter's sd), ``loadings``.
+    """
+    z = (draws - draws.mean(0)) / draws.std(0)
+    w, v = np.linalg.eigh(np.corrcoef(z, rowvar=False))
+    return pd.DataFrame(
+        [
+            {
+                "rank": rank,
+                "sd": float(np.sqrt(max(w[-1 - rank], 0.0))),
+                "loadings": _loadings(v[:, -1 - rank], labels, n_loadings),
+            }
+            for rank in range(min(n_directions, len(w)))
+        ]
+    )
+
+
+def _loadings(vec: np.ndarray, labels: list[str], n: int) -> str:
+    """The ``n`` largest components of a direction, as ``name ±weight``."""
+    return ", ".join(f"{labels[j]} {vec[j]:+.2f}" for j in np.argsort(-np.abs(vec))[:n])

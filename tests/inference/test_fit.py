@@ -14,6 +14,7 @@ from wattscape.inference.diagnostics import (
     free_parameter_labels,
     save_diagnostics,
     unconstrained_draws,
+    widest_directions,
 )
 from wattscape.inference.fit import fit_advi_jax, sample
 
@@ -131,3 +132,15 @@ def test_curvature_directions_known_hessian(correlated_model):
         curvature_directions(model, draws[:, :2])
     with pytest.raises(ValueError, match="positive"):
         curvature_directions(model, draws, scale=np.array([1.0, 0.0, 1.0]))
+
+
+def test_widest_directions_find_a_shared_component():
+    """Two columns sharing one factor (correlation 0.96) beside an independent one: the widest whitened
+    direction is their sum, sd √(1 + 0.96)."""
+    rng = np.random.default_rng(2)
+    f, e = rng.normal(size=(2, 20000))
+    draws = np.column_stack([f + 0.2 * rng.normal(size=f.size), f + 0.2 * rng.normal(size=f.size), e])
+    wide = widest_directions(draws, ["a", "b", "c"], n_directions=2, n_loadings=2)
+    assert wide["sd"].iloc[0] == pytest.approx(np.sqrt(1 + 1 / 1.04), rel=0.01)
+    assert set(wide["loadings"].iloc[0].replace("-", "+").split(", ")) == {"a +0.71", "b +0.71"}
+    assert wide["sd"].iloc[1] == pytest.approx(1.0, rel=0.02)
