@@ -259,3 +259,29 @@ def test_level_shape_draws_one_prompt_sweep_per_card(tmp_path, capsys):
     (res / "level_shape_calls.csv").unlink()
     assert level_shape.main(["--results", str(res)]) == S.EXIT_MISSING
     assert "level_shape_calls.csv" in capsys.readouterr().err
+
+
+def test_runtime_cells_draws_every_cell_and_the_output_sweep(tmp_path, capsys):
+    from paper_figures import runtime_cells
+
+    res = tmp_path / "results"
+    res.mkdir()
+    rows = []
+    for rid, card, outputs in (("run-a", "A100-SXM4-40GB", [32]), ("run-b", "V100-PCIe-16GB", [32]),
+                               ("run-s", "A100-PCIe-40GB", [8, 64, 512, 2048])):
+        for out in outputs:
+            for prompt in (8, 512):
+                logged = 0.03 * out + 0.001 * prompt
+                rows.append({"run_id": rid, "gpu_model": card, "output_tokens": out, "prompt_tokens": prompt,
+                             "runtime_logged_s": logged, "runtime_q05_s": 0.8 * logged,
+                             "runtime_q50_s": 0.9 * logged, "runtime_q95_s": 1.1 * logged,
+                             "inside_90": out < 2048})
+    cells = pd.DataFrame(rows)
+    cells.to_csv(res / "runtime_cells_cells.csv", index=False)
+    assert runtime_cells.output_sweep(cells) == "run-s"
+    assert runtime_cells.output_sweep(cells[cells["run_id"] != "run-s"]) is None
+    assert runtime_cells.main(["--results", str(res)]) == 0
+    _png_ok(res / "figures" / "runtime_cells.png")
+    cells.drop(columns="runtime_q95_s").to_csv(res / "runtime_cells_cells.csv", index=False)
+    assert runtime_cells.main(["--results", str(res)]) == S.EXIT_MISSING
+    assert "runtime_q95_s" in capsys.readouterr().err
