@@ -165,6 +165,67 @@ def runs_with_log(catalog) -> list[str]:
     return ids
 
 
+# --- in-sample checks of one posterior (level_shape, runtime_cells) ---------------------------------------
+def posterior_path(explicit: str | None, results: Path) -> Path:
+    """``explicit`` (must exist), else ``<results>/posterior_full.nc``, else the posterior shipped with the
+    package (``generation.demo.results_posterior``)."""
+    from wattscape.generation.demo import results_posterior
+
+    if explicit is not None:
+        if not Path(explicit).is_file():
+            raise FileNotFoundError(f"no posterior {explicit}")
+        return Path(explicit)
+    found, shipped = results_posterior(results)
+    if found is None:
+        raise FileNotFoundError(f"no posterior: {results}/posterior_full.nc is missing and none ships")
+    if shipped:
+        print(f"{results}/posterior_full.nc not found: using the shipped posterior {found}", file=sys.stderr)
+    return found
+
+
+def score_in_sample(catalog, runs: Sequence[str] | None, score, *, posterior: str | None, results: Path,
+                    desc: str):
+    """Call ``score(model, run, requests)`` for every run with a log (or ``runs``) under one posterior.
+
+    The posterior is :func:`posterior_path` of ``posterior`` and ``results``; each run is cut to its
+    workload window (:func:`wattscape.inference.baselines.workload_window`); a ``ValueError`` from
+    ``score`` skips the run with a note.
+
+    Returns
+    -------
+    (posterior, scored, notes, timings)
+        The posterior's path, ``score``'s results in run order, the notes of skipped runs, wall time per
+        run (s).
+
+    Raises
+    ------
+    KeyError
+        Runs with a log not in ``catalog`` (checked first).
+    FileNotFoundError
+        No posterior (see :func:`posterior_path`).
+    """
+    from tqdm.auto import tqdm
+    from wattscape.inference.baselines import workload_window
+    from wattscape.models.hierarchical import PowerModel
+
+    logged = runs_with_log(catalog)
+    ids = list(runs) if runs else logged
+    unknown = sorted(set(ids) - set(logged))
+    if unknown:
+        raise KeyError(f"runs with a log not in the catalog {getattr(catalog, 'path', '')}: {unknown}")
+    path = posterior_path(posterior, results)
+    model = PowerModel.load(path)
+    scored, notes, log = [], [], {}
+    for rid in tqdm(ids, desc=desc, unit="run"):
+        with timed(rid, log):
+            req = catalog.requests(rid)
+            try:
+                scored.append(score(model, workload_window(catalog.run(rid), req), req))
+            except ValueError as err:
+                notes.append(f"{rid} skipped: {err}")
+    return path, scored, notes, log
+
+
 # --- held-out fits shared by the experiments (generalisation, calibration, ablation) ----------------------
 def fold_seed(catalog, run_id: str, base: int = 0) -> int:
     """Seed of a held-out fold, as :mod:`experiments.accuracy` sets it: ``base`` + the run's position among

@@ -33,15 +33,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xarray as xr
-from tqdm.auto import tqdm
-from wattscape.inference import baselines as B
 from wattscape.models import dims as D
 
 from experiments import _common as C
@@ -234,23 +230,6 @@ def markdown(table: pd.DataFrame, *, posterior: str, notes: Sequence[str], timin
 
 
 # --- command line ------------------------------------------------------------------------------------
-def posterior_path(explicit: str | None, results: Path) -> Path:
-    """``explicit`` (must exist), else ``<results>/posterior_full.nc``, else the posterior shipped with the
-    package (``generation.demo.results_posterior``)."""
-    from wattscape.generation.demo import results_posterior
-
-    if explicit is not None:
-        if not Path(explicit).is_file():
-            raise FileNotFoundError(f"no posterior {explicit}")
-        return Path(explicit)
-    found, shipped = results_posterior(results)
-    if found is None:
-        raise FileNotFoundError(f"no posterior: {results}/posterior_full.nc is missing and none ships")
-    if shipped:
-        print(f"{results}/posterior_full.nc not found: using the shipped posterior {found}", file=sys.stderr)
-    return found
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m experiments.level_shape", description=__doc__.splitlines()[0])
     p.add_argument("--catalog", help="catalog path (default: energy-inference in the shared data)")
@@ -265,34 +244,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from wattscape.models.hierarchical import PowerModel
-
     command = C.command_line("experiments.level_shape", argv)
     out = C.results_dir(args.out)
-    catalog = C.energy_inference_catalog(args.catalog)
-    logged = C.runs_with_log(catalog)
-    ids = args.runs or logged
-    unknown = sorted(set(ids) - set(logged))
-    if unknown:
-        raise KeyError(f"runs with a log not in the catalog {getattr(catalog, 'path', '')}: {unknown}")
-    posterior = posterior_path(args.posterior, out)
-    model = PowerModel.load(posterior)
-    calls, rows, notes, log = [], [], [], {}
-    for rid in tqdm(ids, desc="level shape", unit="run"):
-        with C.timed(rid, log):
-            req = catalog.requests(rid)
-            run = B.workload_window(catalog.run(rid), req)
-            try:
-                c, r = run_shape(model, run, req, n_draws=args.draws, seed=args.seed)
-            except ValueError as err:
-                notes.append(f"{rid} skipped: {err}")
-                continue
-            calls.append(c)
-            rows.append(r)
-    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    posterior, scored, notes, log = C.score_in_sample(
+        C.energy_inference_catalog(args.catalog),
+        args.runs,
+        lambda model, run, req: run_shape(model, run, req, n_draws=args.draws, seed=args.seed),
+        posterior=args.posterior,
+        results=out,
+        desc="level shape",
+    )
+    table = pd.DataFrame([r for _, r in scored], columns=list(COLUMNS))
     md = markdown(table, posterior=str(posterior), notes=notes, timings=log)
-    if calls:
-        C.write_result(f"{args.name}_calls", pd.concat(calls, ignore_index=True),
+    if scored:
+        C.write_result(f"{args.name}_calls", pd.concat([c for c, _ in scored], ignore_index=True),
                        f"One row per logged call; the summary is `{args.name}.md`.", command=command,
                        out_dir=out)
     C.publish(args.name, table, md, command=command, out_dir=out)

@@ -39,11 +39,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import xarray as xr
-from tqdm.auto import tqdm
-from wattscape.inference import baselines as B
 
 from experiments import _common as C
-from experiments.level_shape import posterior_path
 
 NAME = "runtime_cells"
 #: The workload of a cell (request-table columns).
@@ -259,36 +256,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from wattscape.models.hierarchical import PowerModel
-
     command = C.command_line("experiments.runtime_cells", argv)
     out = C.results_dir(args.out)
-    catalog = C.energy_inference_catalog(args.catalog)
-    logged = C.runs_with_log(catalog)
-    ids = args.runs or logged
-    unknown = sorted(set(ids) - set(logged))
-    if unknown:
-        raise KeyError(f"runs with a log not in the catalog {getattr(catalog, 'path', '')}: {unknown}")
-    posterior = posterior_path(args.posterior, out)
-    model = PowerModel.load(posterior)
-    cells, rows, notes, log = [], [], [], {}
-    for rid in tqdm(ids, desc="runtime cells", unit="run"):
-        with C.timed(rid, log):
-            req = catalog.requests(rid)
-            run = B.workload_window(catalog.run(rid), req)
-            try:
-                c, r = run_cells(
-                    model, run, req, n_draws=args.draws, seed=args.seed, skip_first=not args.keep_first
-                )
-            except ValueError as err:
-                notes.append(f"{rid} skipped: {err}")
-                continue
-            cells.append(c)
-            rows.append(r)
-    table = pd.DataFrame(rows, columns=list(COLUMNS))
-    cell_rows = pd.concat(cells, ignore_index=True) if cells else pd.DataFrame()
+    posterior, scored, notes, log = C.score_in_sample(
+        C.energy_inference_catalog(args.catalog),
+        args.runs,
+        lambda model, run, req: run_cells(
+            model, run, req, n_draws=args.draws, seed=args.seed, skip_first=not args.keep_first
+        ),
+        posterior=args.posterior,
+        results=out,
+        desc="runtime cells",
+    )
+    table = pd.DataFrame([r for _, r in scored], columns=list(COLUMNS))
+    cell_rows = pd.concat([c for c, _ in scored], ignore_index=True) if scored else pd.DataFrame()
     md = markdown(table, cell_rows, posterior=str(posterior), notes=notes, timings=log)
-    if cells:
+    if scored:
         C.write_result(
             f"{args.name}_cells",
             cell_rows,
