@@ -7,6 +7,7 @@ command that produced them and the package version (CSV: ``#`` comment lines, re
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 import os
@@ -119,6 +120,16 @@ def timed(label: str, log: dict | None = None) -> Iterator[None]:
         print(f"[{label}] {dt:.1f} s", file=sys.stderr)
 
 
+def report_footer(notes: Sequence[str], timings: dict) -> list[str]:
+    """The closing Markdown blocks of a report: ``## Notes`` (one bullet each) and the total wall time."""
+    out = []
+    if notes:
+        out.append("## Notes\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
+    if timings:
+        out.append(f"Wall time: {sum(timings.values()):.0f} s in all.\n")
+    return out
+
+
 #: Where experiment scripts build catalogs of raw data folders (git-ignored ``catalog/``).
 CATALOG_DIR = Path(os.environ.get("WATTSCAPE_CATALOG_DIR", REPO / "catalog"))
 
@@ -181,6 +192,20 @@ def posterior_path(explicit: str | None, results: Path) -> Path:
     if shipped:
         print(f"{results}/posterior_full.nc not found: using the shipped posterior {found}", file=sys.stderr)
     return found
+
+
+def in_sample_parser(module: str, doc: str | None, name: str) -> argparse.ArgumentParser:
+    """The command line shared by the in-sample checks: ``--catalog``, ``--posterior``, ``--runs``,
+    ``--draws``, ``--seed``, ``--out`` and ``--name`` (default ``name``)."""
+    p = argparse.ArgumentParser(prog=f"python -m {module}", description=(doc or module).splitlines()[0])
+    p.add_argument("--catalog", help="catalog path (default: energy-inference in the shared data)")
+    p.add_argument("--posterior", help="fitted posterior (default: results/posterior_full.nc, else shipped)")
+    p.add_argument("--runs", nargs="+", help="only these runs")
+    p.add_argument("--draws", type=int, default=100, help="posterior draws")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="results folder (default results/)")
+    p.add_argument("--name", default=name, help="result file stem")
+    return p
 
 
 def score_in_sample(catalog, runs: Sequence[str] | None, score, *, posterior: str | None, results: Path,

@@ -560,11 +560,7 @@ def markdown(table: pd.DataFrame, *, args, notes: Sequence[str], timings: dict) 
         body += ["## Reading\n", reading(table) + "\n"]
     else:
         body.append("No run could be split.\n")
-    if notes:
-        body.append("## Notes\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
-    if timings:
-        body.append(f"Wall time: {sum(timings.values()):.0f} s in all.\n")
-    return "\n".join(body)
+    return "\n".join(body + C.report_footer(notes, timings))
 
 
 # --- command line ------------------------------------------------------------------------------------

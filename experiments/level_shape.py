@@ -222,24 +222,12 @@ def markdown(table: pd.DataFrame, *, posterior: str, notes: Sequence[str], timin
         "or a card at its power cap flattens the line; under a layer split each GPU computes a share of "
         "the time).\n",
     ]
-    if notes:
-        body.append("## Notes\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
-    if timings:
-        body.append(f"Wall time: {sum(timings.values()):.0f} s in all.\n")
-    return "\n".join(body)
+    return "\n".join(body + C.report_footer(notes, timings))
 
 
 # --- command line ------------------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m experiments.level_shape", description=__doc__.splitlines()[0])
-    p.add_argument("--catalog", help="catalog path (default: energy-inference in the shared data)")
-    p.add_argument("--posterior", help="fitted posterior (default: results/posterior_full.nc, else shipped)")
-    p.add_argument("--runs", nargs="+", help="only these runs")
-    p.add_argument("--draws", type=int, default=100, help="posterior draws")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="results folder (default results/)")
-    p.add_argument("--name", default=NAME, help="result file stem")
-    return p.parse_args(argv)
+    return C.in_sample_parser("experiments.level_shape", __doc__, NAME).parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -231,26 +231,13 @@ def markdown(
         "## Reading\n",
         reading + "\n",
     ]
-    if notes:
-        body.append("## Notes\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
-    if timings:
-        body.append(f"Wall time: {sum(timings.values()):.0f} s in all.\n")
-    return "\n".join(body)
+    return "\n".join(body + C.report_footer(notes, timings))
 
 
 # --- command line ------------------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m experiments.runtime_cells", description=__doc__.splitlines()[0]
-    )
-    p.add_argument("--catalog", help="catalog path (default: energy-inference in the shared data)")
-    p.add_argument("--posterior", help="fitted posterior (default: results/posterior_full.nc, else shipped)")
-    p.add_argument("--runs", nargs="+", help="only these runs")
-    p.add_argument("--draws", type=int, default=100, help="posterior draws")
-    p.add_argument("--seed", type=int, default=0)
+    p = C.in_sample_parser("experiments.runtime_cells", __doc__, NAME)
     p.add_argument("--keep-first", action="store_true", help="score each run's first (warm-up) call too")
-    p.add_argument("--out", help="results folder (default results/)")
-    p.add_argument("--name", default=NAME, help="result file stem")
     return p.parse_args(argv)
 
 
