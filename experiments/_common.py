@@ -306,6 +306,7 @@ def fit_fold(
     summaries=None,
     cache=None,
     model_config=None,
+    log_calls=None,
 ):
     """A cold fit of the power model on every run of ``catalog`` except ``holdout_runs``.
 
@@ -326,11 +327,14 @@ def fit_fold(
         Configuration summaries added to the fit (``fit_data_from_catalog``).
     cache : path, optional
         Folder of saved fold fits: a file is reused when its model id equals the id of
-        ``PowerModel(model_config)`` in this package and it was fitted with the same summaries
-        (:func:`summaries_fingerprint`; anything else is refitted and overwritten), else the fit is saved
-        there.
+        ``PowerModel(model_config)`` in this package and it was fitted with the same summaries and logged
+        inferences (:func:`summaries_fingerprint`, :func:`log_calls_fingerprint`; anything else is refitted
+        and overwritten), else the fit is saved there.
     model_config : dict, optional
         ``PowerModel`` configuration overrides (ablations).
+    log_calls : DataFrame, optional
+        Logged inferences without a trace in the fit (default: all of ``catalog.log_calls()``, which
+        overlap no traced run; :func:`catalog_log_calls` drops a held-out group's).
 
     Returns
     -------
@@ -348,31 +352,38 @@ def fit_fold(
         raise ValueError(f"mode must be 'fast' or 'nuts', got {mode!r}")
     model = PowerModel(model_config=model_config)
     path = fold_cache_path(cache, label, mode, seed)
+    if log_calls is None:
+        log_calls = catalog_log_calls(catalog)
     data = summaries_fingerprint(summaries)
+    calls = log_calls_fingerprint(log_calls)
     how = fold_sampler(mode)
     if path is not None and path.is_file():
         try:
             cached = PowerModel.load(path)
             attrs = cached.idata.attrs
             got = attrs.get("fold_summaries", "none")
+            got_calls = attrs.get("fold_log_calls", "none")
             # folds cached before the sampler was recorded: ADVI ones still hold; NUTS ones had a dense metric
             legacy = "advi" if attrs.get("sampler") == "fast" else "unrecorded"
             got_how = str(attrs.get("fold_sampler", legacy))
-            if cached.id == model.id and got == data and got_how == how:
+            if cached.id == model.id and got == data and got_calls == calls and got_how == how:
                 return cached
             print(
-                f"refitting {path.name}: cached model id {cached.id}, summaries {got}, sampler {got_how}; "
-                f"need {model.id}, {data}, {how}",
+                f"refitting {path.name}: cached model id {cached.id}, summaries {got}, logged inferences "
+                f"{got_calls}, sampler {got_how}; need {model.id}, {data}, {calls}, {how}",
                 file=sys.stderr,
             )
         except (ValueError, KeyError, OSError) as err:  # another model version or a broken file: refit
             print(f"refitting {path.name}: {err}", file=sys.stderr)
-    fd = fit_data_from_catalog(catalog, holdout_runs=holdout_runs, summaries=summaries, progress=False)
+    fd = fit_data_from_catalog(
+        catalog, holdout_runs=holdout_runs, summaries=summaries, log_calls=log_calls, progress=False
+    )
     if mode == "fast":
         model.fit(fd, sampler="fast", random_seed=seed, progressbar=False)
     else:
         model.fit(fd, sampler="numpyro", random_seed=seed, progressbar=False, **FOLD_NUTS)
     model.idata.attrs["fold_summaries"] = data
+    model.idata.attrs["fold_log_calls"] = calls
     model.idata.attrs["fold_sampler"] = how
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -450,15 +461,48 @@ def catalog_summaries(catalog, *, exclude: dict | None = None, shared: bool = Tr
     if not parts:
         return None
     out = pd.concat(parts, ignore_index=True).drop_duplicates(ignore_index=True)
+    return _drop_group(out, exclude, "summaries")
+
+
+def _drop_group(table: pd.DataFrame, exclude: dict | None, what: str) -> pd.DataFrame:
+    """``table`` without the rows of a held-out group (``{"llm"|"gpu_model"|"n_gpus": value}``; an LLM by
+    family)."""
     for key, value in (exclude or {}).items():
         if key == "llm":
-            keep = out["llm"].astype(str).map(_llm_family) != _llm_family(value)
+            keep = table["llm"].astype(str).map(_llm_family) != _llm_family(value)
         elif key in ("gpu_model", "n_gpus"):
-            keep = out[key].astype(str) != str(value)
+            keep = table[key].astype(str) != str(value)
         else:
-            raise KeyError(f"cannot exclude summaries by {key!r}; use llm, gpu_model or n_gpus")
-        out = out[keep].reset_index(drop=True)
-    return out
+            raise KeyError(f"cannot exclude {what} by {key!r}; use llm, gpu_model or n_gpus")
+        table = table[keep].reset_index(drop=True)
+    return table
+
+
+def catalog_log_calls(catalog, *, exclude: dict | None = None):
+    """Logged inferences without a trace that a held-out fold is fitted with: ``catalog.log_calls()``
+    (none for a catalog without them) less a held-out group's (``exclude`` as in
+    :func:`catalog_summaries`), so a leave-one-group-out fit never sees its group through them either.
+    They overlap no traced run (:func:`wattscape.inference.readers.energy_inference.read_log_only_calls`),
+    so a leave-one-run-out fold keeps them all.
+
+    Returns
+    -------
+    DataFrame or None
+    """
+    if not hasattr(catalog, "log_calls"):
+        return None
+    return _drop_group(catalog.log_calls(), exclude, "logged inferences")
+
+
+def log_calls_fingerprint(log_calls) -> str:
+    """A short hash of the logged inferences a fold is fitted with (``"none"`` without any)."""
+    import hashlib
+
+    if log_calls is None or len(log_calls) == 0:
+        return "none"
+    cols = ["run_id", "start", "runtime_s", "gpu_energy_j"]
+    text = log_calls[cols].astype(str).sort_values(cols).to_csv(index=False)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 def summaries_fingerprint(summaries) -> str:

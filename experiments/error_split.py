@@ -392,8 +392,9 @@ def fold_plans(catalog, ids: Sequence[str] | None, args) -> list[tuple[str, list
         raise KeyError(f"runs not in the catalog {getattr(catalog, 'path', '')}: {unknown}")
     if args.hold == "run":
         summaries = None if args.models_from else C.catalog_summaries(catalog)  # accuracy's folds'
+        log_calls = None if args.models_from else C.catalog_log_calls(catalog)
         return [(rid, [rid], {"held": [rid], "seed": C.fold_seed(catalog, rid, args.seed), "label": None,
-                              "summaries": summaries}) for rid in ids]
+                              "summaries": summaries, "log_calls": log_calls}) for rid in ids]
     found = G.groups(catalog, G.TS_PROTOCOLS[args.hold][1])
     missing = [g for g in args.groups or () if g not in found]
     if missing:
@@ -417,7 +418,7 @@ def fold_model(catalog, plan: dict, args):
         path = C.fold_cache_path(args.models_from, label, args.fit, plan["seed"])
         return load_saved_fold(path), str(path)
     model = C.fit_fold(catalog, plan["held"], mode=args.fit, seed=plan["seed"], label=plan["label"],
-                       summaries=plan["summaries"], cache=args.cache)
+                       summaries=plan["summaries"], cache=args.cache, log_calls=plan["log_calls"])
     path = C.fold_cache_path(args.cache, label, args.fit, plan["seed"])
     return model, (str(path) if path is not None else f"fit_fold {args.fit} s{plan['seed']}")
 

@@ -122,15 +122,21 @@ def fold_plan(catalog, key: str, group: str, members: dict[str, list[str]], base
     """What the fold of one held-out group is fitted on and cached as.
 
     Returns ``{"held": runs left out, "seed": fit seed, "label": cache label (None: the single held-out
-    run's id, i.e. accuracy's fold file), "summaries": summary rows of the fit}``.  The group's own summary
-    rows are out of the fit too; a one-run group whose summaries are accuracy's reuses accuracy's fold.
+    run's id, i.e. accuracy's fold file), "summaries": summary rows of the fit, "log_calls": logged
+    inferences without a trace in the fit}``.  The group's own summary rows and logged inferences are out
+    of the fit too; a one-run group whose summaries and logged inferences are accuracy's reuses accuracy's
+    fold.
     """
     held = members["all"]
     seed = C.fold_seed(catalog, members["scored"][0], base_seed)
-    summaries = C.catalog_summaries(catalog, exclude={TS_PROTOCOLS[key][1]: group})
-    same = C.summaries_fingerprint(summaries) == C.summaries_fingerprint(C.catalog_summaries(catalog))
+    exclude = {TS_PROTOCOLS[key][1]: group}
+    summaries = C.catalog_summaries(catalog, exclude=exclude)
+    log_calls = C.catalog_log_calls(catalog, exclude=exclude)
+    same = C.summaries_fingerprint(summaries) == C.summaries_fingerprint(
+        C.catalog_summaries(catalog)
+    ) and C.log_calls_fingerprint(log_calls) == C.log_calls_fingerprint(C.catalog_log_calls(catalog))
     label = None if len(held) == 1 and same else f"{key}-{group}"
-    return {"held": held, "seed": seed, "label": label, "summaries": summaries}
+    return {"held": held, "seed": seed, "label": label, "summaries": summaries, "log_calls": log_calls}
 
 
 def fold_fit(catalog, key: str, group: str, members: dict[str, list[str]], args):
@@ -139,7 +145,7 @@ def fold_fit(catalog, key: str, group: str, members: dict[str, list[str]], args)
     plan = fold_plan(catalog, key, group, members, args.seed)
     model = C.fit_fold(
         catalog, plan["held"], mode=args.fit, seed=plan["seed"], label=plan["label"],
-        summaries=plan["summaries"], cache=args.cache,
+        summaries=plan["summaries"], cache=args.cache, log_calls=plan["log_calls"],
     )
     return model, plan["seed"]
 

@@ -165,8 +165,12 @@ def ppc_table(model, catalog, n_draws: int = 200, per_segment: int = 20, seed: i
     log_rsd = post["log_resid_scale"].transpose(D.DRAW, D.STATE).values
     lev_dev = post["level_group_dev"].transpose(D.DRAW, ...).values if "level_group_dev" in post else None
     res_dev = post["resid_group_dev"].transpose(D.DRAW, ...).values if "resid_group_dev" in post else None
+    b_run = post["b_run"].transpose(D.DRAW, D.RUN).values if "b_run" in post else None
+    traced = set(str(r) for r in catalog.index["run_id"])
     rows = []
     for ri, run_id in enumerate(str(r) for r in fd[D.RUN].values):
+        if run_id not in traced:
+            continue  # a log without a trace (per-call energy only): no power samples to check
         run = catalog.run(run_id)
         c = int(fd["run_config"].values[ri])
         tdp = float(fd["config_tdp_w"].values[c])
@@ -190,8 +194,10 @@ def ppc_table(model, catalog, n_draws: int = 200, per_segment: int = 20, seed: i
             if res_dev is not None and rmatch.size:
                 rsd = rsd + res_dev[:, rmatch[0]]
             busy = 0.0 if state == D.IDLE else 1.0
+            run_eff = b_run[:, ri][:, None] * busy if b_run is not None else 0.0
             mu = (
                 eta[:, c, si][:, None]
+                + run_eff
                 + (slope[:, si, :][:, None, :] * dx[None]).sum(-1) * busy
                 + (slope_gpu[:, g][:, None] * dx[None, :, 0] * busy)
                 + (context_gpu[:, g][:, None] * dx[None, :, 1] * busy)

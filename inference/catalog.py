@@ -4,6 +4,8 @@ Layout of a catalog folder::
 
     runs/<run_id>.nc          one run (xr.Dataset, NetCDF via h5netcdf): power(gpu, time), state, segment
     requests.parquet          all inference/request tables of the runs (REQUEST_COLUMNS + extras)
+    log_calls.parquet         inferences of per-inference logs that no trace covers (per-call energy and
+                              runtime, ``energy_inference.LOG_CALL_COLUMNS``), when a source had some
     index.parquet, index.csv  one row per run (see INDEX_COLUMNS)
     configs.parquet           configuration summaries (CONFIG_SUMMARY_COLUMNS), when a source had some
     traffic/<name>.parquet    request traces (REQUEST_COLUMNS), one per traffic source
@@ -54,7 +56,7 @@ STATE_ORDER = (D.EXCLUDED, D.IDLE, D.PREFILL, D.DECODE, D.ACTIVE)
 class Job:
     """One unit of ingest work: a run, a summary folder or a traffic trace."""
 
-    kind: str  # "energy-inference", "powertrace-sim", "summaries", "traffic"
+    kind: str  # "energy-inference", "energy-inference-logs", "powertrace-sim", "summaries", "traffic"
     key: str  # stable, file-system safe id
     inputs: list[Path]  # files whose content decides the output
     params: dict = field(default_factory=dict)
@@ -83,10 +85,14 @@ def _find_runs_index(trace: Path) -> tuple[Path, pd.Series] | None:
 
 
 def _energy_inference_jobs(folder: Path) -> list[Job]:
-    from wattscape.inference.readers.energy_inference import read_runs_index
+    from wattscape.inference.readers.energy_inference import candidate_logs, read_runs_index
 
     idx = read_runs_index(folder / "runs_index.csv")
-    jobs = []
+    # the logs no trace is matched to: per-call energy of more runs (read_log_only_calls)
+    matched = {Path(p).resolve() for p in idx["log_path"] if p}
+    logs = [p for p in candidate_logs(folder) if p.resolve() not in matched]
+    inputs = [folder / "runs_index.csv", *logs]
+    jobs = [Job("energy-inference-logs", "ei-logs", inputs, {"folder": str(folder)})]
     for row in idx.itertuples():
         trace = Path(row.trace_path)
         log = Path(row.log_path) if row.log_path else None
@@ -283,6 +289,14 @@ def _run_job(job: Job, tmp: Path) -> dict[str, object]:
         if req is not None and len(req):
             _write_parquet(req, part / "requests.parquet")
         info["run_id"] = run_id
+    elif job.kind == "energy-inference-logs":
+        from wattscape.inference.readers.energy_inference import read_log_only_calls
+
+        calls, notes = read_log_only_calls(job.params["folder"])
+        if len(calls):
+            _write_parquet(calls, part / "log_calls.parquet")
+        info["n_log_calls"] = len(calls)
+        info["notes"] = notes
     elif job.kind == "summaries":
         from wattscape.inference.readers.summaries import read_summaries
 
@@ -408,6 +422,9 @@ def build_catalog(
         configs = _concat_parts(tmp, "configs.parquet")
         if configs is not None:
             _write_parquet(configs, tmp / "configs.parquet")
+        log_calls = _concat_parts(tmp, "log_calls.parquet")
+        if log_calls is not None:
+            _write_parquet(log_calls, tmp / "log_calls.parquet")
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
     cat = load_catalog(out)
     cat.changed = True
@@ -463,6 +480,16 @@ class Catalog:
         path = self.path / "configs.parquet"
         if not path.is_file():
             return pd.DataFrame(columns=list(D.CONFIG_SUMMARY_COLUMNS))
+        return pd.read_parquet(path)
+
+    def log_calls(self) -> pd.DataFrame:
+        """Inferences of per-inference logs that no trace covers (``LOG_CALL_COLUMNS``; empty when none
+        were ingested): one row per ``generate`` call with its logged GPU energy and runtime."""
+        from wattscape.inference.readers.energy_inference import LOG_CALL_COLUMNS
+
+        path = self.path / "log_calls.parquet"
+        if not path.is_file():
+            return pd.DataFrame(columns=list(LOG_CALL_COLUMNS))
         return pd.read_parquet(path)
 
     def traffic_names(self) -> list[str]:

@@ -13,6 +13,10 @@ The cost of one gradient of the model grows with segments and configurations, ne
   measured on the three multi-GPU runs: sd of the mean 0.31-0.38 of the per-GPU sd, where independent
   GPUs would give 0.50-0.58), and the generators need the variance of the total
   (:data:`FIT_DATA_FORMAT`);
+* per **logged inference without a trace** (``Catalog.log_calls``): the same segment row, its level the
+  logged GPU energy / runtime / GPUs (the trace integral matches it within 1 % on every traced run), in
+  the ``active`` state only (a whole ``generate`` call); such a run has no lag products, bins or
+  transitions;
 * per **(run, state, bin)**: counts of per-GPU power (fraction of TDP) over fixed bin edges, for the
   per-state marginal and posterior-predictive checks;
 * per **(run, state, state_to)**: transition counts between successive state stretches;
@@ -51,7 +55,8 @@ DEFAULT_PRECISION = "float16"
 TRACE_SOURCE = "trace"
 #: Version of what the fit data hold; part of the model id, so fits on older statistics are refused.
 #: 2: residual lag products of the GPU-mean series (1: per GPU).
-FIT_DATA_FORMAT = 2
+#: 3: runs of per-inference logs without a trace (per-call energy) join the segments.
+FIT_DATA_FORMAT = 3
 
 
 # --- configurations ------------------------------------------------------------------------------
@@ -269,6 +274,76 @@ def reduce_run(
         "transitions": transitions,
         "period_s": period,
     }
+
+
+def log_call_runs(
+    calls: pd.DataFrame,
+    spec_fn: Callable[[str], dict[str, Any]],
+    states: Sequence[str] = D.STATES_ACTIVE,
+) -> list[dict[str, Any]]:
+    """Runs of logged inferences without a trace, in the form :func:`build_fit_data` takes.
+
+    Each inference is one ``active`` segment: level = ``gpu_energy_j / runtime_s / n_gpus / TDP``,
+    dwell = ``runtime_s``, the workload covariates of :func:`reduce_run`, ``n_samples`` 0 (no power
+    samples).  No lag products, bins or transitions.  Without an ``active`` state in ``states`` (a
+    prefill/decode label set, which a whole call cannot inform) there are none.
+
+    Parameters
+    ----------
+    calls : DataFrame
+        ``wattscape.inference.readers.energy_inference.LOG_CALL_COLUMNS``.
+    spec_fn : callable
+        ``gpu_spec(name) -> dict`` (the card's ``tdp_w``).
+    states : sequence of str
+        The state label set.
+    """
+    if calls is None or len(calls) == 0 or D.ACTIVE not in states:
+        return []
+    states = list(states)
+    n_s = len(states)
+    runs = []
+    for run_id, g in calls.groupby("run_id", sort=True):
+        first = g.iloc[0]
+        n = int(first["n_gpus"])
+        tdp = float(spec_fn(str(first["gpu_model"]))["tdp_w"])
+        runtime = g["runtime_s"].to_numpy(dtype=float)
+        batch = g["batch_size"].to_numpy(dtype=float)
+        prompt = g["prompt_tokens"].to_numpy(dtype=float)
+        output = g["output_tokens"].to_numpy(dtype=float)
+        segments = pd.DataFrame(
+            {
+                "state_index": states.index(D.ACTIVE),
+                "segment_id": np.arange(len(g)),
+                "start_index": np.arange(len(g)),
+                "level": g["gpu_energy_j"].to_numpy(dtype=float) / runtime / n / tdp,
+                "n_samples": 0,
+                "duration_s": runtime,
+                "log2_batch": np.log2(batch),
+                "log2_context_tokens": np.log2(D.context_tokens(prompt, output)),
+                "log2_output_tokens": np.log2(output),
+            }
+        )
+        runs.append(
+            {
+                "run_id": str(run_id),
+                "llm": str(first["llm"]),
+                "params_b": float(first["params_b"]),
+                "active_params_b": float(first["active_params_b"]),
+                "gpu_model": str(first["gpu_model"]),
+                "n_gpus": n,
+                "split": str(first["split"]),
+                "tensor_parallel": int(first["tensor_parallel"]),
+                "precision": DEFAULT_PRECISION,
+                "stats": {
+                    "segments": segments,
+                    "lag": np.zeros((n_s, 4)),
+                    "counts": np.zeros((n_s, len(BIN_EDGES) - 1)),
+                    "transitions": np.zeros((n_s, n_s)),
+                    "period_s": np.nan,
+                },
+            }
+        )
+    return runs
 
 
 # --- FitData -------------------------------------------------------------------------------------
@@ -547,8 +622,11 @@ def fit_data_from_catalog(
     spec_fn: Callable[[str], dict[str, Any]] | None = None,
     covariate_ref: Sequence[float] = (5.0, 8.0, 8.0),
     progress: bool = True,
+    log_calls: pd.DataFrame | None = None,
+    use_log_calls: bool = True,
 ) -> FitData:
-    """Reduce every usable run of a catalog (and its configuration summaries) to :class:`FitData`.
+    """Reduce every usable run of a catalog (its configuration summaries and its logged inferences without a
+    trace) to :class:`FitData`.
 
     Parameters
     ----------
@@ -556,7 +634,7 @@ def fit_data_from_catalog(
         ``.index`` (DataFrame: run_id, llm, gpu_model, n_gpus, split, status, ...), ``.run(run_id)``,
         ``.requests(run_id)``, ``.configs()`` (see ``wattscape.inference.catalog``).
     holdout_runs, holdout_llms, exclude_gpus : iterables of str
-        Runs, LLMs (in runs and summaries) and GPU models (cards) left out of the fit.
+        Runs, LLMs (in runs, logged inferences and summaries) and GPU models (cards) left out of the fit.
     summaries : DataFrame, optional
         Configuration summaries to use instead of ``catalog.configs()``.
     use_summaries : bool
@@ -564,6 +642,11 @@ def fit_data_from_catalog(
     states, spec_fn, covariate_ref : see :func:`build_fit_data`.
     progress : bool
         Show a progress bar over runs.
+    log_calls : DataFrame, optional
+        Logged inferences without a trace to use instead of ``catalog.log_calls()`` (a catalog without that
+        method has none); the hold-outs above apply to them too.
+    use_log_calls : bool
+        Include logged inferences without a trace (:func:`log_call_runs`).
     """
     spec_fn = spec_fn or _default_spec_fn()
     holdout_runs, holdout_llms, exclude_gpus = set(holdout_runs), set(holdout_llms), set(exclude_gpus)
@@ -602,6 +685,16 @@ def fit_data_from_catalog(
                 "stats": stats,
             }
         )
+    if use_log_calls:
+        if log_calls is None and hasattr(catalog, "log_calls"):
+            log_calls = catalog.log_calls()
+        if log_calls is not None and len(log_calls):
+            keep = ~(
+                log_calls["run_id"].isin(holdout_runs)
+                | log_calls["llm"].isin(holdout_llms)
+                | log_calls["gpu_model"].isin(exclude_gpus)
+            )
+            runs += log_call_runs(log_calls[keep], spec_fn, states)
     if use_summaries and summaries is None:
         summaries = catalog.configs()
     if summaries is not None and use_summaries:

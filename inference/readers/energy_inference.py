@@ -693,3 +693,139 @@ def read_run(
         dataset="energy-inference (grantwilkins/energy-inference)",
     )
     return ds, requests
+
+
+# --- logs without a trace ---------------------------------------------------------------------------------
+#: Columns of the table of log-only inferences (:func:`read_log_only_calls`).
+LOG_CALL_COLUMNS = (
+    "run_id", "llm", "params_b", "active_params_b", "architecture", "gpu_model", "n_gpus", "split",
+    "tensor_parallel", "start", "runtime_s", "prompt_tokens", "output_tokens", "batch_size", "gpu_energy_j",
+    "source", "log_line",
+)
+
+
+def candidate_logs(folder: str | os.PathLike) -> list[Path]:
+    """Every CSV under ``folder`` that may be a per-inference log: not a trace, the runs index or one of the
+    dataset's merged ``all-*`` tables (those repeat the per-run logs)."""
+    return sorted(
+        p for p in Path(folder).rglob("*.csv")
+        if p.name not in ("nvidia-smi.csv", "runs_index.csv") and not p.name.startswith("all-")
+    )
+
+
+def read_log_only_calls(folder: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
+    """Inferences of the ``energy-inference`` logs that no trace covers: per-call energy without a trace.
+
+    Each log under ``folder`` that ``runs_index.csv`` matches to no trace is read; its inferences become
+    evidence of the configuration's busy level (logged GPU energy / runtime, which matches the trace
+    integral within 1 % on every traced run) and of its latency.  What is kept:
+
+    - inferences (``start-inference-*`` rows), not start-up rows, and not the first inference of a campaign
+      (it carries a 1-6 s warm-up at near-idle power);
+    - none that overlaps a trace of ``runs_index.csv`` (those are the traced runs' own inferences, in their
+      matched logs or repeated in a longer one);
+    - each inference once: the dataset repeats some logs under two folders (the same LLM, card and start to
+      the second are one inference).
+
+    One log campaign (a block of inferences after a ``tokenizer`` row) is one run, with the id
+    ``<llm>-<card>-x<n>-log-<first start, UTC>``.
+
+    Parameters
+    ----------
+    folder : path
+        The dataset folder (with ``runs_index.csv``).
+
+    Returns
+    -------
+    calls : pd.DataFrame
+        One row per kept inference (:data:`LOG_CALL_COLUMNS`): ``start`` UTC, ``runtime_s``,
+        ``gpu_energy_j`` (all GPUs), ``output_tokens`` (the output token *limit*), ``source`` (the log,
+        relative to ``folder``), ``log_line``.
+    notes : list of str
+        What was left out and why (a log that cannot be read is skipped with its reason, not fatal: the
+        traced runs do not depend on it).
+    """
+    folder = Path(folder)
+    idx = read_runs_index(folder / "runs_index.csv")
+    if "duration_s" not in idx.columns:
+        raise IngestError(
+            "runs index lacks duration_s: cannot tell which logged inferences its traces cover",
+            folder / "runs_index.csv", 1,
+        )
+    matched = {Path(p).resolve() for p in idx["log_path"] if p}
+    t0 = idx["start_epoch_utc"].to_numpy(dtype=float)
+    t1 = t0 + pd.to_numeric(idx["duration_s"], errors="coerce").fillna(0.0).to_numpy(dtype=float)
+    notes: list[str] = []
+    frames = []
+    for path in candidate_logs(folder):
+        if path.resolve() in matched:
+            continue
+        rel = str(path.relative_to(folder))
+        try:
+            log, _ = read_inference_log(path)
+        except IngestError as err:  # another layout or a broken row: noted, the traced runs do not need it
+            notes.append(f"{rel} skipped: {err}")
+            continue
+        inf = log[log["kind"] == "inference"].copy()
+        first = inf.groupby("campaign")["line"].transform("min") == inf["line"]
+        inf = inf[~first]
+        a, b = inf["timestamp"].to_numpy(dtype=float), inf["end"].to_numpy(dtype=float)
+        traced = ((a[:, None] < t1[None, :]) & (b[:, None] > t0[None, :])).any(axis=1)
+        if traced.any():
+            notes.append(f"{rel}: {int(traced.sum())} inference(s) inside a trace left out (traced runs)")
+        inf = inf[~traced]
+        if inf.empty:
+            continue
+        system = normalise_system(str(inf["system"].iloc[0]))
+        gpu = gpu_model_for(system, float(inf["gpu_memory_mb"].iloc[0]))
+        info = llm_info(str(inf["model"].iloc[0]))
+        n = int(inf["n_gpus"].mode().iloc[0])
+        energy = inf["gpu_energy_j"].to_numpy(dtype=float)
+        bad = ~(np.isfinite(energy) & (energy > 0) & (inf["runtime_s"].to_numpy(dtype=float) > 0))
+        if bad.any():
+            notes.append(f"{rel}: {int(bad.sum())} inference(s) without positive energy or runtime left out")
+            inf = inf[~bad]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "campaign": inf["campaign"].to_numpy(),
+                    "llm": info["llm"],
+                    "params_b": float(info["params_b"]),
+                    "active_params_b": float(info["active_params_b"]),
+                    "architecture": str(info["architecture"]),
+                    "gpu_model": gpu,
+                    "n_gpus": n,
+                    "split": D.SPLIT_LAYER if n > 1 else D.SPLIT_NONE,
+                    "tensor_parallel": 1,
+                    "timestamp": inf["timestamp"].to_numpy(dtype=float),
+                    "runtime_s": inf["runtime_s"].to_numpy(dtype=float),
+                    "prompt_tokens": inf["prompt_tokens"].to_numpy(dtype=np.int64),
+                    "output_tokens": inf["output_token_limit"].to_numpy(dtype=np.int64),
+                    "batch_size": inf["batch_size"].to_numpy(dtype=np.int64),
+                    "gpu_energy_j": inf["gpu_energy_j"].to_numpy(dtype=float),
+                    "source": rel,
+                    "log_line": inf["line"].to_numpy(dtype=np.int64),
+                }
+            )
+        )
+    if not frames:
+        return pd.DataFrame(columns=list(LOG_CALL_COLUMNS)), notes
+    calls = pd.concat(frames, ignore_index=True)
+    second = np.floor(calls["timestamp"].to_numpy()).astype(np.int64)
+    dup = pd.DataFrame({"llm": calls["llm"], "gpu": calls["gpu_model"], "s": second}).duplicated()
+    if dup.any():
+        for src, k in calls.loc[dup, "source"].value_counts(sort=False).items():
+            notes.append(f"{src}: {int(k)} inference(s) repeated from another log left out")
+        calls = calls[~dup.to_numpy()]
+    key = calls["source"] + "#" + calls["campaign"].astype(str)
+    first_start = calls.groupby(key)["timestamp"].transform("min")
+    calls["run_id"] = [
+        f"{llm_key(llm)}-{gpu}-x{n}-log-{_utc(t):%Y%m%d-%H%M%S}"
+        for llm, gpu, n, t in zip(calls["llm"], calls["gpu_model"], calls["n_gpus"], first_start, strict=True)
+    ]
+    calls["start"] = pd.to_datetime(np.round(calls["timestamp"].to_numpy() * 1e9).astype("int64"), unit="ns")
+    calls["start"] = calls["start"].astype("datetime64[ns]")
+    for col in ("llm", "architecture", "gpu_model", "split", "source", "run_id"):
+        calls[col] = calls[col].astype("str")
+    calls = calls.sort_values(["run_id", "start"], kind="stable").reset_index(drop=True)
+    return calls[list(LOG_CALL_COLUMNS)], notes

@@ -128,3 +128,35 @@ def test_a_nuts_fold_cached_with_another_sampler_setting_is_refitted(tmp_path, m
     assert "dense_mass=False" in C.fold_sampler("nuts") and C.fold_sampler("fast") == "advi"
     C.fit_fold(cat, ["r"], mode="nuts", seed=0, cache=tmp_path)
     assert len(fits) == 1  # reused
+
+
+def test_fold_log_calls_drop_a_held_out_group_and_key_the_cache():
+    """Logged inferences without a trace: a leave-one-group-out fold drops its group's (an LLM by family),
+    a leave-one-run-out fold keeps them all, and the cache key follows what the fold saw."""
+    import types
+
+    import pandas as pd
+
+    calls = pd.DataFrame(
+        {
+            "run_id": ["a-log", "a-log", "b-log"],
+            "llm": ["Llama-2-7b-chat-hf", "Llama-2-7b-chat-hf", "falcon-7b"],
+            "gpu_model": ["A100-SXM4-40GB", "A100-SXM4-40GB", "V100-PCIe-16GB"],
+            "n_gpus": [1, 1, 3],
+            "start": pd.to_datetime(["2024-04-01 10:00", "2024-04-01 10:01", "2024-04-02 09:00"]),
+            "runtime_s": [2.0, 3.0, 4.0],
+            "gpu_energy_j": [500.0, 700.0, 900.0],
+        }
+    )
+    cat = types.SimpleNamespace(log_calls=lambda: calls)
+    assert len(C.catalog_log_calls(cat)) == 3
+    assert C.catalog_log_calls(cat, exclude={"llm": "Llama-2-7b-hf"})["run_id"].tolist() == ["b-log"]
+    assert C.catalog_log_calls(cat, exclude={"gpu_model": "V100-PCIe-16GB"})["run_id"].nunique() == 1
+    assert C.catalog_log_calls(cat, exclude={"n_gpus": 3})["run_id"].tolist() == ["a-log", "a-log"]
+    with pytest.raises(KeyError, match="cannot exclude logged inferences by 'site'"):
+        C.catalog_log_calls(cat, exclude={"site": "x"})
+    assert C.catalog_log_calls(types.SimpleNamespace()) is None
+    full = C.log_calls_fingerprint(calls)
+    assert full == C.log_calls_fingerprint(calls.iloc[::-1])  # order-free
+    assert full != C.log_calls_fingerprint(calls.iloc[:2])
+    assert C.log_calls_fingerprint(None) == C.log_calls_fingerprint(calls.iloc[:0]) == "none"

@@ -72,6 +72,17 @@ def format_catalog(catalog) -> str:
     n_req = len(catalog.requests())
     if n_req:
         lines.append(f"inference/request rows of the runs: {n_req:,}")
+    calls = catalog.log_calls()
+    if len(calls):
+        lines.append(
+            f"logged inferences without a trace: {len(calls):,} in {calls['run_id'].nunique()} log runs "
+            f"(per-call energy; {len(calls.groupby(['llm', 'gpu_model', 'n_gpus']))} configurations)"
+        )
+    notes = [n for v in jobs.values() if v.get("kind") == "energy-inference-logs" for n in v.get("notes", [])]
+    skipped = [n for n in notes if " skipped: " in n]
+    if skipped:
+        lines.append(f"{len(skipped)} CSV file(s) under the dataset are not per-inference logs or cannot be "
+                     f"read (manifest.json lists why), e.g. {skipped[0]}")
     return "\n".join(lines)
 
 
