@@ -24,6 +24,11 @@ b_gpu (gpu_model)                exact-card effect on busy states: ``b_gpu_gen``
 b_gpu_idle (gpu_model)           exact-card effect on idle, nested the same way (card part non-centred)
 itl_gpu, prefill_gpu, attn_gpu,  exact-card effects on the latencies, nested the same way
 ctx_gpu (gpu_model)
+ctx_llm (llm)                    LLM effect on the decode context cost, pooled sd
+dwell_group_dev (level_group)    log deviation of a (run, state)'s dwell sd, sd ``dwell_group_dev_sigma``
+                                 (state); sampled as ``dwell_group_log_sigma``
+b_run (run)                      busy-state effect of one run of its configuration, pooled sd; a
+                                 prediction (a new run) draws it from the population
 b_par (parallel)                 parallel-layout effect (split kind x GPU count) on busy states
 b_layer                          busy-state effect per log2 GPU of a layer (pipeline) split, beyond
                                  the duty cycle (``layer_duty_cycle``: the GPUs take turns, so each one
@@ -197,6 +202,13 @@ def default_model_config() -> dict[str, Any]:
         "b_cfg": Prior(
             "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=8.0), dims=(D.CONFIG,), centered=False
         ),
+        # one run of a configuration against another (another day, node or campaign): with the untraced logs
+        # most configurations have several runs, whose busy levels differ beyond their workloads (Mistral-7B
+        # on V100: two campaigns of one output sweep at 122 W and 204 W median).  A prediction is for a new
+        # run, so it draws one from this population (models.hierarchical.PowerModel._config_quantities)
+        "b_run": Prior(
+            "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=10.0), dims=(D.RUN,), centered=False
+        ),
         # beyond the duty cycle (layer_duty_cycle); without it: Normal(-0.5, 0.5), each GPU busy ~1/n
         "b_layer": Prior("Normal", mu=0.0, sigma=0.3),
         # layer-split change of the busy workload slopes: the GPUs take turns, so a longer prompt raises each
@@ -284,6 +296,14 @@ def default_model_config() -> dict[str, Any]:
             "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=4.0), dims=(D.GPU_MODEL,), centered=False
         ),
         "ctx_gpu": Prior("Normal", mu=0, sigma=0.5, dims=(D.GPU_MODEL,)),
+        # the LLM's own context cost: with the untraced logs (output sweeps of 8 to 4,096 tokens on six
+        # LLMs, inference.stats.log_call_runs) the decode slow-down with output length differs by LLM
+        # (falcon-7b, both A100 cards: log-runtime residual +0.45 at 2,048 and +0.94 at 4,096 tokens without
+        # it; the Llama-2 and Mistral sweeps near 0); with one sweep only (before those logs) it was not
+        # identified (above)
+        "ctx_llm": Prior(
+            "Normal", mu=0, sigma=Prior("Gamma", alpha=2.0, beta=2.0), dims=(D.LLM,), centered=False
+        ),
         "log_itl_per_seq_ratio": Prior("Normal", mu=-4.0, sigma=1.5),
         # HF generate without a paged/flash kernel: measured on the 824 segments, a pooled ratio of about
         # e^-9 per context token per sequence relative to itl_base (itself about e^1 times the decode
@@ -294,6 +314,11 @@ def default_model_config() -> dict[str, Any]:
         "sigma_itl_summary": Prior("HalfNormal", sigma=0.3),
         "log_idle_dwell": Prior("Normal", mu=0.0, sigma=2.0),
         "dwell_sigma": Prior("Gamma", alpha=2.0, beta=2.0, dims=state),  # zero-avoiding: few idle stretches
+        # a (run, state) group's log deviation of the dwell sd (the level groups), centred like the level
+        # groups' sds: the runtime misfit differs by run (log-runtime residual sd 0.03-0.05 on the V100 and
+        # falcon-40b sweeps, 0.31-0.35 on Mixtral's, whose long outputs end early), and one pooled sd
+        # opened idle gaps in the open-loop replay of every well-predicted run (held-out busy time 0.97x)
+        "dwell_group_dev_sigma": Prior("Gamma", alpha=2.0, beta=2.0, dims=state),
     }
 
 

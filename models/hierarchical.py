@@ -29,7 +29,9 @@ generation showed on other cards, plus a card's deviation (see ``models/config.p
 
 Evidence enters at three levels, each reduced to sufficient statistics (``wattscape.inference.stats``):
 
-* **segments** (one inference, one idle stretch): ``logit(level_j / max_frac) ~ Normal(eta[c, s] +
+* **segments** (one inference, one idle stretch; also each logged inference that no trace covers, its
+  level the logged GPU energy / runtime, :func:`wattscape.inference.stats.log_call_runs`):
+  ``logit(level_j / max_frac) ~ Normal(eta[c, s] + [s busy] b_run[run] +
   (level_slope[s] [+ b_layer_slope for a layer split] [+ b_slope_gpu, b_context_slope_gpu]) · (x_j - ref)
   [+ offset_k],
   exp(log_level_scale[s] + level_group_dev[run, s]))``
@@ -48,15 +50,16 @@ Evidence enters at three levels, each reduced to sufficient statistics (``wattsc
   their median inter-token latency informs the per-token latency;
 * **dwell times**: ``log(runtime_j) ~ Normal(log(prefill_overhead + prefill_s_per_token[c] · prompt ·
   batch + prefill_attn[c] · batch · prompt² + output · (itl_base[c] + itl_per_seq[c] · batch) +
-  itl_ctx[c] · batch · output · (prompt + output / 2)), dwell_sigma[active])``.  Each rate is a roofline of
-  the configuration
-  (:func:`wattscape.models.hardware.latency_rooflines`: weight bytes / memory bandwidth for a decode step,
+  itl_ctx[c] · batch · output · (prompt + output / 2)), dwell_sigma[active] · exp(dwell_group_dev[run,
+  active]))`` (the run's own dwell sd on the level groups, pooled per state like theirs).  Each rate is a
+  roofline of the configuration (:func:`wattscape.models.hardware.latency_rooflines`: weight bytes /
+  memory bandwidth for a decode step,
   2 · active parameters / FLOP/s for a prompt token) times a pooled efficiency with crossed effects, so a
   configuration nobody measured keeps what its LLM and its card showed elsewhere:
   ``log itl_base[c] = roof_decode[c] + log_itl_base + x_c · beta_itl + itl_llm[l] + itl_gpu[g] +
   itl_par[p] + itl_cfg[c]``, ``log prefill_s_per_token[c] = roof_prefill[c] + log_prefill_s_per_token +
   prefill_gpu[g]``, ``itl_per_seq = itl_base · e^log_itl_per_seq_ratio``, ``log itl_ctx[c] =
-  roof_decode[c] + log_itl_ctx + ctx_gpu[g]`` (each decode step attends over the whole
+  roof_decode[c] + log_itl_ctx + ctx_gpu[g] + ctx_llm[l]`` (each decode step attends over the whole
   context, so runtime grows superlinearly with the output length; ``output`` is the log's output-token
   limit), ``log prefill_attn[c] = roof_prefill[c] + a_l + log_prefill_attn + attn_llm[l] + attn_gpu[g]``
   (attention over the prompt; ``a_l`` = :func:`wattscape.models.hardware.attention_score_ratio`, the LLM's
@@ -444,6 +447,7 @@ class PowerModel:
         }
         coords[D.GPU_GENERATION], card_gen = _card_generations(coords[D.GPU_MODEL])
         coords[D.SEGMENT] = np.arange(ds.sizes[D.SEGMENT])
+        coords[D.RUN] = [str(r) for r in ds[D.RUN].values]
         coords["summary"] = np.arange(ds.sizes["summary"])
         coords[D.COMPONENT] = np.arange(int(cfg["n_components"]))
         groups = self._groups(ds)
@@ -495,8 +499,10 @@ class PowerModel:
                 s_state = ds["seg_state"].values
                 dx = ds["seg_x"].values - ref[None, :]
                 slope_j = level_slope[s_state]
+                b_run = cfg["b_run"].create_variable("b_run")
                 mu_j = (
                     eta[s_cfg, s_state]
+                    + b_run[s_run] * busy[s_state]
                     + (slope_j * dx).sum(axis=1)
                     + (b_slope_gpu[c_gpu[s_cfg]] * batch_mask[s_state] * dx[:, 0])
                     + (b_context_gpu[c_gpu[s_cfg]] * busy[s_state] * dx[:, 1])
@@ -592,7 +598,8 @@ class PowerModel:
             ctx_gpu = _card_effect(cfg, "ctx_gpu", card_gen)
             # s per step, per sequence, per context token; on the decode roofline, not on itl_base (relative
             # to that, the decode-step effects would move it too)
-            itl_ctx = pt.exp(roof_dec + log_ctx + ctx_gpu[c_gpu])
+            ctx_llm = cfg["ctx_llm"].create_variable("ctx_llm")
+            itl_ctx = pt.exp(roof_dec + log_ctx + ctx_gpu[c_gpu] + ctx_llm[c_llm])
             log_pf_eff = cfg["log_prefill_s_per_token"].create_variable("log_prefill_s_per_token")
             pf_gpu = _card_effect(cfg, "prefill_gpu", card_gen)
             log_pf_tok = pm.Deterministic(
@@ -610,6 +617,20 @@ class PowerModel:
             log_pf_attn = roof_pf + attn_x + log_attn + attn_llm[c_llm] + attn_gpu[c_gpu]
             log_pf_over = cfg["log_prefill_overhead_s"].create_variable("log_prefill_overhead_s")
             dwell_sigma = cfg["dwell_sigma"].create_variable("dwell_sigma")
+            log_dwell_sd_j = None
+            if n_seg:
+                log_dwell_sd_j = pt.log(dwell_sigma)[s_state]
+                if groups["level_labels"]:  # the runs' own dwell sds, on the level groups
+                    ddev = _state_pooled_dev(
+                        cfg,
+                        "dwell_group_dev",
+                        groups["level_state"],
+                        LEVEL_GROUP,
+                        pt.log(dwell_sigma),
+                        "dwell_group_log_sigma",
+                    )
+                    own = pt.concatenate([pt.zeros(1), ddev])[groups["seg_group"] + 1]  # -1: no own group
+                    log_dwell_sd_j = log_dwell_sd_j + own
             log_idle_dwell = cfg["log_idle_dwell"].create_variable("log_idle_dwell")
             if n_seg:
                 dur = ds["seg_duration_s"].values
@@ -630,7 +651,7 @@ class PowerModel:
                     pm.Normal(
                         "dwell_active_obs",
                         mu=pt.log(expect),
-                        sigma=dwell_sigma[s_state[act]],
+                        sigma=pt.exp(log_dwell_sd_j[act]),
                         observed=np.log(dur[act]),
                     )
                 idl = idle[s_state] & np.isfinite(dur) & (dur > 0)
@@ -638,7 +659,7 @@ class PowerModel:
                     pm.Normal(
                         "dwell_idle_obs",
                         mu=log_idle_dwell,
-                        sigma=dwell_sigma[s_state[idl]],
+                        sigma=pt.exp(log_dwell_sd_j[idl]),
                         observed=np.log(dur[idl]),
                     )
 
@@ -952,6 +973,8 @@ class PowerModel:
         )
         if "b_cfg" in post:  # absent from posteriors of package versions before it
             busy_eff = busy_eff + cfg_effect("b_cfg").reshape(n)
+        if "b_run" in post:  # a new run of the configuration
+            busy_eff = busy_eff + self._effect(post, "b_run", D.RUN, "__new__", rng).reshape(n)
         layer_x = _layer_covariate([par], [cfg.n_gpus])[0]
         if "b_layer" in post:
             busy_eff = busy_eff + post["b_layer"].values.reshape(n) * layer_x
@@ -1008,6 +1031,8 @@ class PowerModel:
             log_pf = roof_pf + post["log_prefill_s_per_token"].values + card("prefill_gpu")
         itl_base = np.exp(log_itl)
         log_ctx = roof_dec + post["log_itl_ctx"].values + card("ctx_gpu")
+        if "ctx_llm" in post:  # absent from posteriors of package versions before it
+            log_ctx = log_ctx + eff("ctx_llm", D.LLM, cfg.llm)
         active = cfg.active_params_b if cfg.active_params_b and cfg.active_params_b > 0 else cfg.params_b
         layout = self.model_config["attention_layout"]
         log_attn = (
@@ -1048,6 +1073,8 @@ class PowerModel:
                 post["ar_atanh"].transpose(D.DRAW, D.STATE).values
                 + self._group_dev(post, "ar_group_dev", RESID_GROUP, cid, rng)
             ),
+            "dwell_sd": post["dwell_sigma"].transpose(D.DRAW, D.STATE).values
+            * np.exp(self._group_dev(post, "dwell_group_dev", LEVEL_GROUP, cid, rng)),
             "itl_base": itl_base,
             "itl_per_seq": itl_base * np.exp(post["log_itl_per_seq_ratio"].values),
             "itl_ctx": np.exp(log_ctx),
@@ -1182,7 +1209,7 @@ class PowerModel:
                 ),
                 "level_logit_slope": ((D.DRAW, D.STATE, D.COVARIATE), q["slope"], s1),
                 "level_max_w": ((D.DRAW,), np.full(n, max_frac * tdp), w),
-                "dwell_sigma": ((D.DRAW, D.STATE), post["dwell_sigma"].transpose(D.DRAW, D.STATE).values, s1),
+                "dwell_sigma": ((D.DRAW, D.STATE), q["dwell_sd"], s1),
                 "transition": ((D.DRAW, D.STATE, D.STATE_TO), trans, s1),
                 "idle_dwell_median_s": (
                     (D.DRAW,),

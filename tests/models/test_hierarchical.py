@@ -435,3 +435,59 @@ def test_a_new_card_keeps_its_generations_latency_effects(fitted):
     sd = float(np.sqrt(np.mean(post["prefill_gpu_card_sigma"].values ** 2)))
     assert abs(dev.mean()) < 4 * sd / np.sqrt(dev.size)
     assert 0.8 * sd < dev.std() < 1.2 * sd
+
+
+def _active_loc_sd(model, cfg, seed=5):
+    ds = model.config_params(cfg, n_draws=2000, seed=seed)
+    return float(ds["level_logit_loc"].sel(state=D.ACTIVE).isel(component=0).std())
+
+
+def test_a_prediction_is_a_new_run_and_draws_its_run_effect(fitted):
+    """``b_run`` (one per fitted run) moves a run's busy level; a prediction draws a new run's from the
+    population, so its spread holds ``b_run_sigma``."""
+    post = fitted.posterior
+    assert post["b_run"].dims[-1] == D.RUN
+    assert sorted(str(r) for r in post[D.RUN].values) == sorted(str(r) for r in fitted.fit_data[D.RUN].values)
+    with_run = _active_loc_sd(fitted, SEEN)
+    sigma = post["b_run_sigma"]
+    fitted.idata.posterior["b_run_sigma"] = sigma * 0.0
+    try:
+        without = _active_loc_sd(fitted, SEEN)
+    finally:
+        fitted.idata.posterior["b_run_sigma"] = sigma
+    assert with_run**2 > without**2 + 0.5 * float(sigma.mean()) ** 2
+
+
+def test_dwell_sd_of_a_configuration_is_its_runs_own(fitted):
+    """The replay's dwell sd of a fitted configuration: the pooled sd times exp(mean of its runs' dwell
+    group deviations), as the dwell likelihood gives each run."""
+    from wattscape.models.hierarchical import LEVEL_GROUP
+
+    post = fitted.posterior
+    assert "dwell_group_dev" in post and post["dwell_group_dev"].dims[-1] == LEVEL_GROUP
+    cid = "llm-a|A100-SXM4-40GB|none1|float16"
+    seen = ServingConfig(llm="llm-a", params_b=7.0, gpu_model="A100-SXM4-40GB", precision="float16")
+    ds = fitted.config_params(seen, n_draws=None, seed=0)
+    assert ds.attrs["seen_config"] == 1
+    mine = [str(g) for g in post[LEVEL_GROUP].values if g.endswith(f"|{D.ACTIVE}")]
+    fd = fitted.fit_data
+    cfgs = [str(c) for c in fd[D.CONFIG].values]
+    run_cfg = {str(r): cfgs[i] for r, i in zip(fd[D.RUN].values, fd["run_config"].values, strict=True)}
+    mine = [g for g in mine if run_cfg[g.rsplit("|", 1)[0]] == cid]
+    assert mine
+    dev = post["dwell_group_dev"].sel({LEVEL_GROUP: mine}).mean(LEVEL_GROUP)
+    want = post["dwell_sigma"].sel(state=D.ACTIVE) * np.exp(dev)
+    got = ds["dwell_sigma"].sel(state=D.ACTIVE).values
+    np.testing.assert_allclose(np.sort(got), np.sort(want.values.ravel()), rtol=1e-6)
+
+
+def test_a_new_llm_draws_its_context_cost(fitted):
+    """``ctx_llm``: the decode context cost has an LLM effect; an LLM nobody measured draws it."""
+    assert fitted.posterior["ctx_llm"].dims[-1] == D.LLM
+
+    def spread(llm):
+        cfg = ServingConfig(llm=llm, params_b=7.0, gpu_model="A100-SXM4-40GB", task="synthetic-bench:chat")
+        return float(np.log(fitted.config_params(cfg, n_draws=2000, seed=6)["itl_ctx_s"]).std())
+
+    sigma = float(fitted.posterior["ctx_llm_sigma"].mean())
+    assert spread("never-seen") ** 2 > spread("llm-a") ** 2 + 0.5 * sigma**2
