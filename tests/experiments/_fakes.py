@@ -28,9 +28,9 @@ def fake_fit_fold(calls: list, catalog):
     all_ids = [str(r) for r in catalog.index["run_id"]]
 
     def fit_fold(catalog_, holdout_runs, *, mode, seed, label=None, summaries=None, cache=None,
-                 model_config=None):
+                 model_config=None, log_calls=None):
         calls.append({"holdout": sorted(holdout_runs), "label": label, "seed": seed,
-                      "model_config": model_config, "summaries": summaries})
+                      "model_config": model_config, "summaries": summaries, "log_calls": log_calls})
         return FakeModel([r for r in all_ids if r not in set(holdout_runs)])
 
     return fit_fold
