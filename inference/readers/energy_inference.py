@@ -776,9 +776,13 @@ def read_log_only_calls(folder: str | os.PathLike) -> tuple[pd.DataFrame, list[s
         inf = inf[~traced]
         if inf.empty:
             continue
-        system = normalise_system(str(inf["system"].iloc[0]))
-        gpu = gpu_model_for(system, float(inf["gpu_memory_mb"].iloc[0]))
-        info = llm_info(str(inf["model"].iloc[0]))
+        try:
+            system = normalise_system(str(inf["system"].iloc[0]))
+            gpu = gpu_model_for(system, float(inf["gpu_memory_mb"].iloc[0]))
+            info = llm_info(str(inf["model"].iloc[0]))
+        except KeyError as err:  # an LLM or system this dataset reader does not know
+            notes.append(f"{rel} skipped: {err.args[0]}")
+            continue
         n = int(inf["n_gpus"].mode().iloc[0])
         energy = inf["gpu_energy_j"].to_numpy(dtype=float)
         bad = ~(np.isfinite(energy) & (energy > 0) & (inf["runtime_s"].to_numpy(dtype=float) > 0))

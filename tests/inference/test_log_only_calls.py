@@ -49,6 +49,9 @@ def _dataset(tmp_path):
     shutil.copy(log, root / "copy" / log.name)
     write(root / "output-test" / "all-output-stats.csv", ["merged,table", "1,2"])  # not a log: not read
     write(root / "other" / "results.csv", ["a,b,c", "1,2,3"])  # another layout: noted and skipped
+    unknown = [log_row(U0 + 2 * day + 5 * k, f"start-inference-A-{k}", 4.0, 1_000_000, model="NoSuchLLM-9b")
+               for k in range(3)]
+    write(root / "other" / "NoSuchLLM-9b-argonne-swing-1.csv", [LOG_HEADER, *unknown])  # unknown LLM: skipped
     return root
 
 
@@ -67,6 +70,7 @@ def test_reader_keeps_untraced_inferences_once(tmp_path):
     assert calls["run_id"].dtype == "str"
     text = "\n".join(notes)
     assert "other/results.csv skipped" in text
+    assert "other/NoSuchLLM-9b-argonne-swing-1.csv skipped: unknown LLM 'NoSuchLLM-9b'" in text
     assert "inside a trace left out" in text
     assert "repeated from another log left out" in text
     assert "all-output-stats" not in text
