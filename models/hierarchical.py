@@ -53,9 +53,9 @@ Evidence enters at three levels, each reduced to sufficient statistics (``wattsc
   itl_ctx[c] · batch · output · (prompt + output / 2)), dwell_sigma[active] · exp(dwell_group_dev[run,
   active]))`` (the run's own dwell sd on the level groups, pooled per state like theirs).  Each rate is a
   roofline of the configuration (:func:`wattscape.models.hardware.latency_rooflines`: weight bytes /
-  memory bandwidth for a decode step,
-  2 · active parameters / FLOP/s for a prompt token) times a pooled efficiency with crossed effects, so a
-  configuration nobody measured keeps what its LLM and its card showed elsewhere:
+  memory bandwidth for a decode step, 2 · active parameters / FLOP/s for a prompt token) times a pooled
+  efficiency with crossed effects, so a configuration nobody measured keeps what its LLM and its card
+  showed elsewhere:
   ``log itl_base[c] = roof_decode[c] + log_itl_base + x_c · beta_itl + itl_llm[l] + itl_gpu[g] +
   itl_par[p] + itl_cfg[c]``, ``log prefill_s_per_token[c] = roof_prefill[c] + log_prefill_s_per_token +
   prefill_gpu[g]``, ``itl_per_seq = itl_base · e^log_itl_per_seq_ratio``, ``log itl_ctx[c] =
