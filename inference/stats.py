@@ -129,6 +129,21 @@ def _default_spec_fn() -> Callable[[str], dict[str, Any]]:
 
 
 # --- per-run reduction ---------------------------------------------------------------------------
+def workload_covariates(batch, prompt, output) -> dict[str, Any]:
+    """The segment covariates (``dims.COVARIATES``) of a workload: log2 batch, log2 mean context tokens
+    (``prompt + output / 2``) and log2 output tokens; NaN where a count is unknown or not positive.  Scalars
+    or arrays."""
+    b, p, o = (np.asarray(v, dtype=float) for v in (batch, prompt, output))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {
+            "log2_batch": np.where(b > 0, np.log2(b), np.nan),
+            "log2_context_tokens": np.where(
+                (p > 0) & (o > 0), np.log2(D.context_tokens(p, o)), np.nan
+            ),
+            "log2_output_tokens": np.where(o > 0, np.log2(o), np.nan),
+        }
+
+
 def _stretches(codes: np.ndarray) -> list[tuple[int, int, int]]:
     """(start, stop, code) of maximal runs of equal values."""
     if codes.size == 0:
@@ -248,11 +263,7 @@ def reduce_run(
                 "level": level,
                 "n_samples": int(idx.size),
                 "duration_s": duration,
-                "log2_batch": np.log2(batch) if batch > 0 else np.nan,
-                "log2_context_tokens": (
-                    np.log2(D.context_tokens(prompt, output)) if prompt > 0 and output > 0 else np.nan
-                ),
-                "log2_output_tokens": np.log2(output) if output > 0 else np.nan,
+                **{k: float(v) for k, v in workload_covariates(batch, prompt, output).items()},
             }
         )
     segments = pd.DataFrame(rows)
@@ -318,9 +329,7 @@ def log_call_runs(
                 "level": g["gpu_energy_j"].to_numpy(dtype=float) / runtime / n / tdp,
                 "n_samples": 0,
                 "duration_s": runtime,
-                "log2_batch": np.log2(batch),
-                "log2_context_tokens": np.log2(D.context_tokens(prompt, output)),
-                "log2_output_tokens": np.log2(output),
+                **workload_covariates(batch, prompt, output),
             }
         )
         runs.append(
