@@ -292,7 +292,9 @@ FOLD_NUTS = {"draws": 500, "tune": 500, "chains": 2, "dense_mass": False}
 def fold_sampler(mode: str) -> str:
     """How a fold of ``mode`` is fitted, recorded with a cached fold (one fitted otherwise is refitted)."""
     if mode == "fast":
-        return "advi"
+        from wattscape.inference.fit import ADVI_ITERATIONS, ADVI_N_MC
+
+        return f"advi iterations={ADVI_ITERATIONS} n_mc={ADVI_N_MC}"
     return "numpyro " + " ".join(f"{k}={v}" for k, v in sorted(FOLD_NUTS.items()))
 
 
@@ -363,7 +365,8 @@ def fit_fold(
             attrs = cached.idata.attrs
             got = attrs.get("fold_summaries", "none")
             got_calls = attrs.get("fold_log_calls", "none")
-            # folds cached before the sampler was recorded: ADVI ones still hold; NUTS ones had a dense metric
+            # folds cached before the sampler was recorded (ADVI of 4 draws a step; NUTS of a dense metric)
+            # are refitted like any other mismatch
             legacy = "advi" if attrs.get("sampler") == "fast" else "unrecorded"
             got_how = str(attrs.get("fold_sampler", legacy))
             if cached.id == model.id and got == data and got_calls == calls and got_how == how:
