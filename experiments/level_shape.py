@@ -189,6 +189,26 @@ def run_shape(model, run: xr.Dataset, requests: pd.DataFrame, *, n_draws: int, s
 
 
 # --- report ------------------------------------------------------------------------------------------
+#: A run whose replayed prefill shares span less than this leaves the line's prefill level (its value at
+#: s = 1) to an extrapolation the data do not constrain.
+NARROW_SHARE_SPAN = 0.2
+
+
+def narrow_share_reading(table: pd.DataFrame) -> str:
+    """How many runs' prefill levels are extrapolations from a narrow range of prefill shares."""
+    span = table["share_max"] - table["share_min"]
+    narrow = span < NARROW_SHARE_SPAN
+    if not narrow.any():
+        return ""
+    negative = int((table.loc[narrow, "p_pre_w"] < 0).sum())
+    return (
+        f"In {int(narrow.sum())} of {len(table)} runs the replayed prefill shares span less than "
+        f"{NARROW_SHARE_SPAN:g} (median span {span[narrow].median():.2f}): their P_pre is the line carried "
+        f"from those shares to s = 1, which the calls do not constrain ({negative} of them put it below "
+        "zero), so it is no measurement of prefill power; the model's curve needs no such extrapolation."
+    )
+
+
 def markdown(table: pd.DataFrame, *, posterior: str, notes: Sequence[str], timings: dict) -> str:
     """Per-run table, medians and a reading generated from the numbers."""
     body = [
@@ -220,7 +240,9 @@ def markdown(table: pd.DataFrame, *, posterior: str, notes: Sequence[str], timin
         + ", ".join(f"{card} ×{n} {v:.2f}" for (card, n), v in per_card.items())
         + " (above 1: the call's power rises faster with the prompt than the replayed prefill time does, "
         "or a card at its power cap flattens the line; under a layer split each GPU computes a share of "
-        "the time).\n",
+        "the time).  "
+        + narrow_share_reading(table)
+        + "\n",
     ]
     return "\n".join(body + C.report_footer(notes, timings))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from wattscape.models import dims as D
 from wattscape.models.params import example_config_params
@@ -96,3 +97,12 @@ def test_a_missing_posterior_is_named(tiny, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"nope\.nc"):
         L.main(["--posterior", str(tmp_path / "nope.nc"), "--out", str(tmp_path)])
     assert C.runs_with_log(tiny)  # the catalog was there: the posterior was what failed
+
+
+def test_the_reading_flags_prefill_levels_extrapolated_from_narrow_shares():
+    table = pd.DataFrame(
+        {"share_min": [0.0, 0.05, 0.1], "share_max": [0.05, 0.6, 0.15], "p_pre_w": [-400.0, 500.0, 900.0]}
+    )
+    text = L.narrow_share_reading(table)
+    assert text.startswith("In 2 of 3 runs") and "(1 of them put it below zero)" in text
+    assert L.narrow_share_reading(table.iloc[[1]]) == ""  # a wide span needs no warning
