@@ -1,9 +1,11 @@
 """Run every experiment in sequence, one subprocess each, sharing one folder of fold fits.
 
-Order: accuracy, error_split, generalisation, calibration, ablation, model_checks, planning. ``--quick`` is
-passed through (CI-sized runs; model_checks and planning, which have no ``--quick``, get small settings
-instead: model_checks ``--sampler fast`` with only its PPC part, since generalisation already runs its
-ML.ENERGY hold-outs; planning one scenario, 1 h, 2 draws). The leave-one-run-out fold fits of accuracy are
+Order: accuracy, error_split, generalisation, calibration, ablation, model_checks, level_shape,
+runtime_cells, planning. ``--quick`` is passed through (CI-sized runs; the others, which have no
+``--quick``, get small settings instead: model_checks ``--sampler fast`` with only its PPC part, since
+generalisation already runs its ML.ENERGY hold-outs; level_shape and runtime_cells 10 draws; planning one
+scenario, 1 h, 2 draws).  level_shape, runtime_cells and planning read the fitted full posterior
+(``--posterior``), not fold fits. The leave-one-run-out fold fits of accuracy are
 written to ``--cache`` (default ``catalog/fits``, git-ignored) and reused by error_split, generalisation
 (one-run groups), calibration and ablation. A failing experiment does not stop the others; the exit status
 is 1 if any failed.
@@ -41,6 +43,8 @@ EXPERIMENTS = (
     "calibration",
     "ablation",
     "model_checks",
+    "level_shape",
+    "runtime_cells",
     "planning",
 )
 #: Default folder of shared fold fits (under the git-ignored ``catalog/``; relative to the repository root,
@@ -80,6 +84,10 @@ def commands(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
         mc += ["--draws", "200", "--skip", "llms", "b200"]
     cmds["model_checks"] = mc
     posterior = args.posterior or (POSTERIOR if (C.REPO / POSTERIOR).is_file() else None)
+    in_sample = [*out, *(["--posterior", posterior] if posterior else [])]
+    in_sample += ["--draws", "10"] if args.quick else []
+    cmds["level_shape"] = in_sample
+    cmds["runtime_cells"] = list(in_sample)
     plan = ["--out", out_dir or "results"] + (["--posterior", posterior] if posterior else [])
     if args.quick:
         plan += ["--scenarios", "one_server", "--hours", "1", "--draws", "2", "--samples", "20", "--quiet"]

@@ -15,13 +15,17 @@ def test_quick_commands_share_the_cache_and_pass_quick():
         assert "--quick" in a and a[a.index("--cache") + 1] == "x/fits" and a[a.index("--out") + 1] == "o"
     assert cmds["model_checks"][cmds["model_checks"].index("--sampler") + 1] == "fast"
     assert "--out-dir" in cmds["model_checks"] and "--hours" in cmds["planning"]
+    for name in ("level_shape", "runtime_cells"):  # in-sample: no fold cache, few draws when quick
+        assert "--cache" not in cmds[name] and cmds[name][cmds[name].index("--draws") + 1] == "10"
+        assert cmds[name][cmds[name].index("--out") + 1] == "o"
     full = dict(ALL.commands(ALL.parse_args(["--fit", "nuts"])))
     acc = full["accuracy"]
     assert "--quick" not in acc and acc[acc.index("--fit") + 1] == "nuts"
     assert acc[acc.index("--name") + 1] == "accuracy_nuts" and "--name" not in cmds["accuracy"]
     assert full["model_checks"][:2] == ["--sampler", "numpyro"] and "--skip" not in full["model_checks"]
     assert [n for n, _ in ALL.commands(ALL.parse_args(["--skip", "planning", "ablation"]))] == [
-        "accuracy", "error_split", "generalisation", "calibration", "model_checks"
+        "accuracy", "error_split", "generalisation", "calibration", "model_checks", "level_shape",
+        "runtime_cells",
     ]
 
 
