@@ -16,7 +16,7 @@ from wattscape.inference.diagnostics import (
     unconstrained_draws,
     widest_directions,
 )
-from wattscape.inference.fit import fit_advi_jax, sample
+from wattscape.inference.fit import ADVI_N_MC, fit_advi_jax, sample
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,16 @@ def test_fast_path_recovers_known_posterior(normal_model):
     assert abs(float(post.mean()) - y.mean()) < 0.05
     assert abs(float(post.std()) / (2 / np.sqrt(y.size)) - 1) < 0.25
     assert np.isfinite(idata.attrs["advi_final_loss"])
+    assert idata.attrs["advi_iterations"] == 3000 and idata.attrs["advi_n_mc"] == ADVI_N_MC
+
+
+def test_fast_path_settings_reach_the_fit_and_are_recorded(normal_model):
+    model, y = normal_model
+    idata = sample(
+        model, "fast", draws=500, random_seed=3, progressbar=False, advi_iterations=1500, advi_n_mc=3
+    )
+    assert (idata.attrs["advi_iterations"], idata.attrs["advi_n_mc"]) == (1500, 3)
+    assert abs(float(idata.posterior["mu"].mean()) - y.mean()) < 0.05
 
 
 def test_numpyro_and_diagnostics(normal_model, tmp_path):
