@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{fd.ds.sizes['config']} configurations); one fit per row, seed {args.seed}, run one after the "
         "other in this process (compile included in each wall time).  `sd_ratio_median` and the "
         "`*_shift_sd` columns compare each row's posterior with the first row's.\n\n"
-        + markdown_table(df, digits=4)
+        + markdown_table(df.map(lambda v: f"{v:g}" if isinstance(v, float) else v))
         + "\n"
     )
     C.write_result("benchmarks_advi", df, body, command=command)

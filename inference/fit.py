@@ -19,7 +19,7 @@ SAMPLERS = ("numpyro", "nutpie", "pymc", "fast")
 #: Reparameterised draws per step of the fast path's ELBO gradient (PyMC's ADVI default too).  On the
 #: leave-one-run-out fold of ``llama-2-7b-A100-PCIe-40GB-x1-20240403-145250`` one draw and four reach
 #: about the same loss after 20,000 steps (-137,963 and -137,975) and posterior medians a median 0.13
-#: posterior sd apart, in 35 s instead of 78 s on 2 cores (``python benchmarks/advi.py``).  Over the 13
+#: posterior sd apart, in 34 s instead of 89 s on 2 cores (``python benchmarks/advi.py``).  Over the 13
 #: leave-one-run-out folds the median energy error moved from 4.9 % to 5.3 %, inside its bootstrap interval.
 ADVI_N_MC = 1
 #: Optimisation steps of the fast path (the loss of that fold is flat from about 4,000).
