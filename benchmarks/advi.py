@@ -1,16 +1,18 @@
-"""Benchmark of the fast (ADVI) fit: draws per gradient step, side by side on one leave-one-run-out fold.
+"""Benchmark of the fast (ADVI) fit: variational family and draws per gradient step, side by side on one
+leave-one-run-out fold.
 
 Fits the fold of ``--holdout`` (every energy-inference run but that one, its logged inferences and the
-configuration summaries, as ``experiments.accuracy`` does) once per ``--n-mc`` value, same seed and
-steps, and reports for each: wall time (compile included), the final loss, and how its posterior compares
-with the first setting's: over every parameter element, the median ratio of posterior sds and the shift of
-the posterior median in units of the first setting's sd (median, 95th percentile, largest and where), and
-some pooled sds.  Mean-field sds of weakly identified scales are tiny, so the largest shift is mostly where
-the approximation is least stable, not a fair measure of the difference.
+configuration summaries, as ``experiments.accuracy`` does) once per ``--families`` × ``--n-mc`` value,
+same seed and steps, and reports for each: wall time (compile included), the final loss, and how its
+posterior compares with the first setting's: over every parameter element, the median ratio of posterior
+sds and the shift of the posterior median in units of the first setting's sd (median, 95th percentile,
+largest and where), and some pooled sds.  Mean-field sds of weakly identified scales are tiny, so the
+largest shift is mostly where the approximation is least stable, not a fair measure of the difference.
 
 Usage::
 
-    python benchmarks/advi.py [--n-mc 4 1] [--iterations 20000] [--holdout RUN_ID]
+    python benchmarks/advi.py [--families meanfield fullrank] [--n-mc 1] [--iterations 20000]
+                              [--holdout RUN_ID]
 
 Writes ``results/benchmarks_advi.csv`` and ``.md`` and prints the table.
 """
@@ -18,6 +20,7 @@ Writes ``results/benchmarks_advi.csv`` and ``.md`` and prints the table.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import shlex
@@ -27,6 +30,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HOLDOUT = "llama-2-7b-A100-PCIe-40GB-x1-20240403-145250"
+#: Pooled sds reported per fit (posterior medians): mean field shrinks the weakly identified ones.
+POOLED_SDS = (
+    "b_cfg_sigma",
+    "b_llm_sigma",
+    "b_gpu_card_sigma",
+    "b_par_sigma",
+    "b_run_sigma",
+    "itl_cfg_sigma",
+    "itl_gpu_card_sigma",
+    "itl_par_sigma",
+)
 
 
 def _posterior_table(idata):
@@ -45,7 +59,10 @@ def _posterior_table(idata):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-mc", type=int, nargs="+", default=[4, 1], help="draws per step, compared")
+    parser.add_argument(
+        "--families", nargs="+", default=["meanfield", "fullrank"], help="variational families, compared"
+    )
+    parser.add_argument("--n-mc", type=int, nargs="+", default=[1], help="draws per step, compared")
     parser.add_argument("--iterations", type=int, default=None, help="steps (default: the package's)")
     parser.add_argument("--holdout", default=DEFAULT_HOLDOUT, help="the fold's held-out run")
     parser.add_argument("--seed", type=int, default=0)
@@ -76,17 +93,23 @@ def main(argv: list[str] | None = None) -> int:
         progress=False,
     )
     rows, first = [], None
-    for n_mc in args.n_mc:
+    for family, n_mc in itertools.product(args.families, args.n_mc):
         model = PowerModel()
         load0 = os.getloadavg()[0]
         t0 = time.perf_counter()
         model.fit(
-            fd, sampler="fast", random_seed=args.seed, progressbar=True,
-            advi_iterations=iterations, advi_n_mc=n_mc,
+            fd,
+            sampler="fast",
+            random_seed=args.seed,
+            progressbar=True,
+            advi_iterations=iterations,
+            advi_n_mc=n_mc,
+            advi_family=family,
         )
         wall = time.perf_counter() - t0
         post = _posterior_table(model.idata)
         row = {
+            "family": family,
             "n_mc": n_mc,
             "iterations": iterations,
             "fit_wall_s": round(wall, 1),
@@ -105,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             row["p95_shift_sd"] = round(float(shift.quantile(0.95)), 2)
             row["max_shift_sd"] = round(float(shift.max()), 1)
             row["worst_shift_parameter"] = str(shift.idxmax())
-        for name in ("b_cfg_sigma", "b_llm_sigma", "b_run_sigma", "itl_cfg_sigma"):
+        for name in POOLED_SDS:
             key = f"{name}[0]"
             if key in post.index:
                 row[name] = round(float(post.loc[key, "median"]), 4)

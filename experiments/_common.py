@@ -292,9 +292,10 @@ FOLD_NUTS = {"draws": 500, "tune": 500, "chains": 2, "dense_mass": False}
 def fold_sampler(mode: str) -> str:
     """How a fold of ``mode`` is fitted, recorded with a cached fold (one fitted otherwise is refitted)."""
     if mode == "fast":
-        from wattscape.inference.fit import ADVI_ITERATIONS, ADVI_N_MC
+        from wattscape.inference.fit import ADVI_FAMILY, ADVI_ITERATIONS, ADVI_N_MC
 
-        return f"advi iterations={ADVI_ITERATIONS} n_mc={ADVI_N_MC}"
+        family = "" if ADVI_FAMILY == "meanfield" else f" {ADVI_FAMILY}"  # folds cached before the choice
+        return f"advi{family} iterations={ADVI_ITERATIONS} n_mc={ADVI_N_MC}"
     return "numpyro " + " ".join(f"{k}={v}" for k, v in sorted(FOLD_NUTS.items()))
 
 

@@ -1,4 +1,4 @@
-"""Samplers: numpyro NUTS (default), nutpie, PyMC NUTS, and a fast approximate path (mean-field ADVI in JAX).
+"""Samplers: numpyro NUTS (default), nutpie, PyMC NUTS, and a fast approximate path (ADVI in JAX).
 
 All return ``arviz.InferenceData`` with ``posterior`` and (for NUTS) ``sample_stats``.  Multi-chain
 numpyro runs chains in parallel on CPU devices when JAX was started with enough host devices
@@ -24,6 +24,20 @@ SAMPLERS = ("numpyro", "nutpie", "pymc", "fast")
 ADVI_N_MC = 1
 #: Optimisation steps of the fast path (the loss of that fold is flat from about 4,000).
 ADVI_ITERATIONS = 20_000
+#: Variational families of the fast path: a diagonal Gaussian over the unconstrained parameters
+#: (``"meanfield"``) or one with a full covariance (``"fullrank"``, a Cholesky factor: with ~450 free
+#: parameters, ~100,000 more variational parameters).  Mean field is the default: on the fold of
+#: ``benchmarks/advi.py`` (``python benchmarks/advi.py --families meanfield fullrank --n-mc 1 4``) full rank
+#: widens the pooled sds that mean field collapses (``b_gpu_card_sigma`` 0.10-0.13 vs 0.018; the full NUTS
+#: fit 0.21) but ends at a worse loss after 20,000 steps (-136,399 and -137,392 with 1 and 4 draws a
+#: step, vs -137,963) in 1.9-2.6x the time; over the 13 leave-one-run-out folds it gave a median energy
+#: error of 5.4 % (mean field 5.3 %), ACF R² 0.70 (0.77), run-energy coverage 0.69 at 90 % and 0.38 at 50 %
+#: (0.62 and 0.23, 100 draws a run).
+ADVI_FAMILIES = ("meanfield", "fullrank")
+ADVI_FAMILY = "meanfield"
+#: Step size of the full-rank factor's off-diagonal entries relative to the others: Adam moves every
+#: entry by about the step size, and the ~100,000 of them at the full step size blew the covariance up.
+ADVI_OFF_DIAGONAL_RATE = 0.01
 
 
 def set_host_devices(n: int) -> None:
@@ -45,6 +59,7 @@ def sample(
     progressbar: bool = True,
     advi_iterations: int = ADVI_ITERATIONS,
     advi_n_mc: int = ADVI_N_MC,
+    advi_family: str = ADVI_FAMILY,
     dense_mass: bool = False,
     **kwargs: Any,
 ) -> az.InferenceData:
@@ -55,8 +70,8 @@ def sample(
     model : pm.Model
         The model (built by ``PowerModel.build_model``).
     sampler : {"numpyro", "nutpie", "pymc", "fast"}
-        NUTS backend; ``"fast"`` fits mean-field ADVI for ``advi_iterations`` steps and draws
-        ``draws`` samples from the approximation (one chain; no convergence diagnostics).
+        NUTS backend; ``"fast"`` fits ADVI (family ``advi_family``) for ``advi_iterations`` steps and
+        draws ``draws`` samples from the approximation (one chain; no convergence diagnostics).
     draws, tune, chains : int
         Per-chain draws and tuning steps; number of chains.
     random_seed : int
@@ -69,6 +84,8 @@ def sample(
         Optimisation steps of the fast path.
     advi_n_mc : int
         Draws per step of the fast path's gradient.
+    advi_family : {"meanfield", "fullrank"}
+        Variational family of the fast path (:data:`ADVI_FAMILIES`).
     dense_mass : bool
         numpyro only: adapt a dense mass matrix instead of a diagonal one.  Off by default: with the
         power model's ~450 free parameters a dense metric estimated from the tuning draws is noise, and the
@@ -99,6 +116,7 @@ def sample(
                 model,
                 iterations=advi_iterations,
                 n_mc=advi_n_mc,
+                family=advi_family,
                 draws=draws,
                 random_seed=random_seed,
                 progressbar=progressbar,
@@ -136,15 +154,38 @@ def sample(
     return idata
 
 
+def _advi_scale(params):
+    """The Cholesky factor of the Gaussian's covariance: ``diag(exp(log_sd))`` (mean-field, ``off`` None)
+    plus the strictly lower triangle of ``off`` (full rank)."""
+    import jax.numpy as jnp
+
+    _, log_sd, off = params
+    if off is None:
+        return None
+    return jnp.tril(off, -1) + jnp.diag(jnp.exp(log_sd))
+
+
+def _advi_draw(params, eps):
+    """Reparameterised draws ``mu + L eps`` of the variational Gaussian (``eps``: (..., d))."""
+    import jax.numpy as jnp
+
+    mu, log_sd, _ = params
+    scale = _advi_scale(params)
+    if scale is None:
+        return mu + jnp.exp(log_sd) * eps
+    return mu + eps @ scale.T
+
+
 def _advi_step_fn(logp_fn, n_mc: int, lr: float):
-    """A pure, jit-able Adam step on the negative ELBO of a mean-field Gaussian (reparameterised)."""
+    """A pure, jit-able Adam step on the negative ELBO of a Gaussian (reparameterised): mean-field, or full
+    rank when the parameters carry the lower triangle ``off`` (its entropy is still ``Σ log_sd``: the
+    diagonal of a Cholesky factor)."""
     import jax
     import jax.numpy as jnp
 
     def neg_elbo(params, key):
-        mu, log_sd = params
-        eps = jax.random.normal(key, (n_mc, *mu.shape))
-        z = mu + jnp.exp(log_sd) * eps
+        mu, log_sd, _ = params
+        z = _advi_draw(params, jax.random.normal(key, (n_mc, *mu.shape)))
         return -(jnp.mean(jax.vmap(logp_fn)(z)) + jnp.sum(log_sd))
 
     grad = jax.value_and_grad(neg_elbo)
@@ -153,14 +194,17 @@ def _advi_step_fn(logp_fn, n_mc: int, lr: float):
         params, m, v, t = carry
         loss, g = grad(params, key)
         # a draw in a region of zero density gives inf/nan: skip that step rather than poison the state
-        ok = jnp.isfinite(loss) & jnp.all(jnp.isfinite(g[0])) & jnp.all(jnp.isfinite(g[1]))
+        ok = jnp.isfinite(loss) & jnp.all(
+            jnp.asarray([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(g)])
+        )
         g = jax.tree.map(lambda a: jnp.where(ok, a, 0.0), g)
         t1 = t + ok.astype(t.dtype)
         m1 = jax.tree.map(lambda a, b: 0.9 * a + 0.1 * b, m, g)
         v1 = jax.tree.map(lambda a, b: 0.999 * a + 0.001 * b * b, v, g)
         tt = jnp.maximum(t1, 1.0)
+        rates = (lr, lr, None if params[2] is None else lr * ADVI_OFF_DIAGONAL_RATE)
         update = jax.tree.map(
-            lambda a, b: lr * (a / (1 - 0.9**tt)) / (jnp.sqrt(b / (1 - 0.999**tt)) + 1e-8), m1, v1
+            lambda r, a, b: r * (a / (1 - 0.9**tt)) / (jnp.sqrt(b / (1 - 0.999**tt)) + 1e-8), rates, m1, v1
         )
         new = jax.tree.map(lambda p, u: p - u, params, update)
         keep = lambda a, b: jax.tree.map(lambda x, y: jnp.where(ok, x, y), a, b)  # noqa: E731
@@ -176,21 +220,25 @@ def fit_advi_jax(
     draws: int = 1000,
     random_seed: int = 0,
     n_mc: int = ADVI_N_MC,
+    family: str = ADVI_FAMILY,
     learning_rate: float = 0.01,
     progressbar: bool = True,
 ) -> az.InferenceData:
-    """Mean-field ADVI on the model's JAX log density: the fast approximate path (quick looks, CI).
+    """ADVI on the model's JAX log density: the fast approximate path (quick looks, CI, held-out folds).
 
-    Optimises a diagonal Gaussian over the unconstrained parameters with Adam (``n_mc`` reparameterised
-    draws per step, in ``jax.lax.scan`` chunks), then maps ``draws`` samples back through the model's
-    transforms and deterministics.  No convergence diagnostics: use NUTS for results.
+    Optimises a Gaussian over the unconstrained parameters with Adam (``n_mc`` reparameterised draws per
+    step, in ``jax.lax.scan`` chunks), then maps ``draws`` samples back through the model's transforms
+    and deterministics.  ``family="meanfield"``: a diagonal covariance; ``"fullrank"``: a full one (its
+    Cholesky factor; starts diagonal).  No convergence diagnostics: use NUTS for results.
 
     Returns
     -------
     az.InferenceData
         ``posterior`` (one chain) with the model's dims and coords; attrs ``advi_final_loss``,
-        ``advi_iterations`` and ``advi_n_mc``.
+        ``advi_iterations``, ``advi_n_mc`` and ``advi_family``.
     """
+    if family not in ADVI_FAMILIES:
+        raise ValueError(f"unknown ADVI family {family!r}; choose one of {ADVI_FAMILIES}")
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -216,7 +264,8 @@ def fit_advi_jax(
     step = jax.jit(
         lambda carry, keys: jax.lax.scan(_advi_step_fn(logp_flat, n_mc, learning_rate), carry, keys)
     )
-    params = (x0, jnp.full_like(x0, -2.0))
+    off = jnp.zeros((x0.size, x0.size), dtype=x0.dtype) if family == "fullrank" else None
+    params = (x0, jnp.full_like(x0, -2.0), off)
     carry = (
         params,
         jax.tree.map(jnp.zeros_like, params),
@@ -234,9 +283,9 @@ def fit_advi_jax(
             losses.append(np.asarray(loss))
             bar.update(n)
             bar.set_postfix(loss=float(np.nanmean(losses[-1][-50:])))
-    (mu, log_sd), *_ = carry
+    params, *_ = carry
     key, sub = jax.random.split(key)
-    z = mu + jnp.exp(log_sd) * jax.random.normal(sub, (draws, mu.size))
+    z = _advi_draw(params, jax.random.normal(sub, (draws, x0.size)))
     outputs = list(get_default_varnames(model.unobserved_value_vars, include_transformed=False))
     fn = get_jaxified_graph(inputs=value_vars, outputs=outputs)
     values = jax.jit(jax.vmap(lambda zz: fn(*unflatten(zz))))(z)  # one compile, not one per op
@@ -250,4 +299,5 @@ def fit_advi_jax(
     idata.attrs["advi_final_loss"] = float(np.nanmean(losses[-1][-100:]))
     idata.attrs["advi_iterations"] = int(iterations)
     idata.attrs["advi_n_mc"] = int(n_mc)
+    idata.attrs["advi_family"] = family
     return idata

@@ -30,6 +30,8 @@ def posterior(tmp_path_factory):
                 "200",
                 "--advi-iterations",
                 "2000",
+                "--advi-family",
+                "meanfield",
                 "--holdout",
                 "r3",
             ]
@@ -48,6 +50,15 @@ def test_fit_writes_posterior_and_diagnostics(posterior):
 
     model = PowerModel.load(posterior)
     assert "r3" not in model.fit_data["run"].values  # --holdout honoured
+    assert model.idata.attrs["advi_family"] == "meanfield"  # --advi-family honoured
+
+
+def test_fit_family_choices_are_the_samplers():
+    from wattscape.inference.fit import ADVI_FAMILIES
+
+    from wattscape.cli.fit import ADVI_FAMILY_CHOICES
+
+    assert ADVI_FAMILY_CHOICES == ADVI_FAMILIES
 
 
 def test_predict_json(posterior, capsys):

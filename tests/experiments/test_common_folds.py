@@ -137,6 +137,16 @@ def test_a_nuts_fold_cached_with_another_sampler_setting_is_refitted(tmp_path, m
     assert len(fits) == 1  # reused
 
 
+def test_fold_sampler_names_a_non_default_advi_family(monkeypatch):
+    """Folds of another variational family are refitted; mean-field folds keep their cache key."""
+    from wattscape.inference import fit
+
+    default = C.fold_sampler("fast")
+    assert "fullrank" not in default and "meanfield" not in default
+    monkeypatch.setattr(fit, "ADVI_FAMILY", "fullrank")
+    assert C.fold_sampler("fast").startswith("advi fullrank ") and C.fold_sampler("fast") != default
+
+
 def test_fold_log_calls_drop_a_held_out_group_and_key_the_cache():
     """Logged inferences without a trace: a leave-one-group-out fold drops its group's (an LLM by family),
     a leave-one-run-out fold keeps them all, and the cache key follows what the fold saw."""

@@ -49,6 +49,44 @@ def test_fast_path_settings_reach_the_fit_and_are_recorded(normal_model):
     assert abs(float(idata.posterior["mu"].mean()) - y.mean()) < 0.05
 
 
+@pytest.fixture(scope="module")
+def line_model():
+    """y ~ Normal(a + b·x, 1), x far from 0: a and b are strongly anti-correlated a posteriori (known
+    Gaussian: mean and covariance of least squares under the wide priors)."""
+    rng = np.random.default_rng(4)
+    x = rng.uniform(4.0, 6.0, 50)
+    y = 1.0 + 0.5 * x + rng.normal(0.0, 1.0, x.size)
+    with pm.Model() as model:
+        a = pm.Normal("a", 0.0, 100.0)
+        b = pm.Normal("b", 0.0, 100.0)
+        pm.Normal("y", a + b * x, 1.0, observed=y)
+    design = np.c_[np.ones_like(x), x]
+    cov = np.linalg.inv(design.T @ design)
+    return model, np.linalg.solve(design.T @ design, design.T @ y), cov
+
+
+def test_full_rank_family_recovers_a_correlated_posterior(line_model):
+    model, mean, cov = line_model
+    sd, rho = np.sqrt(np.diag(cov)), cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1])
+    assert rho < -0.95  # the case mean field cannot represent
+    full = fit_advi_jax(
+        model, family="fullrank", iterations=60_000, draws=4000, random_seed=0, progressbar=False
+    )
+    a, b = (full.posterior[v].values.ravel() for v in ("a", "b"))
+    assert full.attrs["advi_family"] == "fullrank"
+    assert np.all(np.abs(np.array([a.mean(), b.mean()]) - mean) < 0.15 * sd)
+    np.testing.assert_allclose([a.std(), b.std()], sd, rtol=0.2)
+    assert abs(np.corrcoef(a, b)[0, 1] - rho) < 0.03
+    # mean field, same steps: the marginal sds shrink towards the conditional ones (× sqrt(1 − rho²))
+    diag = fit_advi_jax(model, family="meanfield", draws=4000, random_seed=0, progressbar=False)
+    assert diag.posterior["a"].values.std() < 0.5 * sd[0]
+
+
+def test_unknown_advi_family_is_refused(normal_model):
+    with pytest.raises(ValueError, match="unknown ADVI family 'lowrank'"):
+        fit_advi_jax(normal_model[0], family="lowrank", iterations=10, progressbar=False)
+
+
 def test_numpyro_and_diagnostics(normal_model, tmp_path):
     model, y = normal_model
     idata = sample(model, "numpyro", draws=300, tune=300, chains=2, random_seed=2, progressbar=False)

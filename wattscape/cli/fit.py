@@ -6,6 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
+#: ``--advi-family`` choices: ``wattscape.inference.fit.ADVI_FAMILIES`` (not imported here: that module
+#: loads PyMC, which ``--help`` should not wait for; a test keeps the two equal).
+ADVI_FAMILY_CHOICES = ("meanfield", "fullrank")
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``fit``."""
@@ -38,6 +42,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--tune", type=int, default=1000)
     p.add_argument("--chains", type=int, default=2)
     p.add_argument("--advi-iterations", type=int, default=20_000)
+    p.add_argument(
+        "--advi-family",
+        default=None,
+        choices=ADVI_FAMILY_CHOICES,
+        help="variational family of --fast (default: the package's, full rank)",
+    )
     p.set_defaults(func=run)
     return p
 
@@ -66,7 +76,11 @@ def run(args: argparse.Namespace) -> int:
         covariate_ref=model.model_config["covariate_ref"],
     )
     print(f"fitting {fit_data} with {sampler}")
-    kwargs = {"advi_iterations": args.advi_iterations} if sampler == "fast" else {}
+    kwargs = {}
+    if sampler == "fast":
+        kwargs["advi_iterations"] = args.advi_iterations
+        if args.advi_family:
+            kwargs["advi_family"] = args.advi_family
     model.fit(
         fit_data,
         sampler=sampler,
