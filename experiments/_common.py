@@ -289,12 +289,24 @@ def fold_cache_path(cache, label: str, mode: str, seed: int) -> Path | None:
 FOLD_NUTS = {"draws": 500, "tune": 500, "chains": 2, "dense_mass": False}
 
 
+#: Fit modes of the held-out folds: the fast path (ADVI of the package's default family), the fast path
+#: with a full-rank Gaussian (``inference.fit.ADVI_FAMILIES``; a comparison, not the default) and NUTS.
+FIT_MODES = ("fast", "fast-fullrank", "nuts")
+
+
+def _advi_family(mode: str) -> str:
+    from wattscape.inference.fit import ADVI_FAMILY
+
+    return mode.split("-", 1)[1] if "-" in mode else ADVI_FAMILY
+
+
 def fold_sampler(mode: str) -> str:
     """How a fold of ``mode`` is fitted, recorded with a cached fold (one fitted otherwise is refitted)."""
-    if mode == "fast":
-        from wattscape.inference.fit import ADVI_FAMILY, ADVI_ITERATIONS, ADVI_N_MC
+    if mode.startswith("fast"):
+        from wattscape.inference.fit import ADVI_ITERATIONS, ADVI_N_MC
 
-        family = "" if ADVI_FAMILY == "meanfield" else f" {ADVI_FAMILY}"  # folds cached before the choice
+        family = _advi_family(mode)
+        family = "" if family == "meanfield" else f" {family}"  # mean-field folds cached before the choice
         return f"advi{family} iterations={ADVI_ITERATIONS} n_mc={ADVI_N_MC}"
     return "numpyro " + " ".join(f"{k}={v}" for k, v in sorted(FOLD_NUTS.items()))
 
@@ -319,8 +331,9 @@ def fit_fold(
         The runs (``wattscape.inference.catalog``).
     holdout_runs : sequence of str
         Runs left out of the fit (their logged and power-only samples alike).
-    mode : {"fast", "nuts"}
-        ADVI (``"fast"``) or numpyro NUTS with :data:`FOLD_NUTS`.
+    mode : {"fast", "fast-fullrank", "nuts"}
+        ADVI (``"fast"``; ``"fast-fullrank"``: a full-rank Gaussian) or numpyro NUTS with
+        :data:`FOLD_NUTS` (:data:`FIT_MODES`).
     seed : int
         Seed of the fit.
     label : str, optional
@@ -351,8 +364,8 @@ def fit_fold(
         if len(holdout_runs) != 1:
             raise ValueError(f"a fold of {len(holdout_runs)} held-out runs needs a cache label")
         label = holdout_runs[0]
-    if mode not in ("fast", "nuts"):
-        raise ValueError(f"mode must be 'fast' or 'nuts', got {mode!r}")
+    if mode not in FIT_MODES:
+        raise ValueError(f"mode must be one of {FIT_MODES}, got {mode!r}")
     model = PowerModel(model_config=model_config)
     path = fold_cache_path(cache, label, mode, seed)
     if log_calls is None:
@@ -382,8 +395,8 @@ def fit_fold(
     fd = fit_data_from_catalog(
         catalog, holdout_runs=holdout_runs, summaries=summaries, log_calls=log_calls, progress=False
     )
-    if mode == "fast":
-        model.fit(fd, sampler="fast", random_seed=seed, progressbar=False)
+    if mode.startswith("fast"):
+        model.fit(fd, sampler="fast", random_seed=seed, progressbar=False, advi_family=_advi_family(mode))
     else:
         model.fit(fd, sampler="numpyro", random_seed=seed, progressbar=False, **FOLD_NUTS)
     model.idata.attrs["fold_summaries"] = data

@@ -39,7 +39,7 @@ QUICK_RUNS = 3
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m experiments.accuracy", description=__doc__.splitlines()[0])
     p.add_argument("--catalog", help="catalog path (default: energy-inference in the shared data)")
-    p.add_argument("--fit", choices=("fast", "nuts"), default="fast", help="fit mode of the held-out fits")
+    p.add_argument("--fit", choices=C.FIT_MODES, default="fast", help="fit mode of the held-out fits")
     p.add_argument("--draws", type=int, default=100, help="posterior-predictive draws per run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--periods", nargs="+", type=float, default=[1.0, 30.0], help="scoring periods, s")
@@ -89,7 +89,7 @@ def model_rows(catalog, ids: Sequence[str], args, log: dict) -> tuple[pd.DataFra
             model = fit_holdout(
                 catalog, rid, mode=args.fit, seed=args.seed + k, summaries=summaries, cache=args.cache
             )
-            if args.fit != "fast":
+            if args.fit == "nuts":
                 notes.append(C.diagnostics_line(f"fold {rid}", model))
             if args.fit_only:
                 continue

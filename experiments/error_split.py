@@ -568,7 +568,7 @@ def markdown(table: pd.DataFrame, *, args, notes: Sequence[str], timings: dict) 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m experiments.error_split", description=__doc__.splitlines()[0])
     p.add_argument("--catalog", help="catalog path (default: energy-inference in the shared data)")
-    p.add_argument("--fit", choices=("fast", "nuts"), default="fast", help="fit mode of the held-out folds")
+    p.add_argument("--fit", choices=C.FIT_MODES, default="fast", help="fit mode of the held-out folds")
     p.add_argument("--cache", help="folder of fold fits to reuse/save (as experiments.accuracy --cache)")
     p.add_argument(
         "--models-from",

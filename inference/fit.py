@@ -19,7 +19,7 @@ SAMPLERS = ("numpyro", "nutpie", "pymc", "fast")
 #: Reparameterised draws per step of the fast path's ELBO gradient (PyMC's ADVI default too).  On the
 #: leave-one-run-out fold of ``llama-2-7b-A100-PCIe-40GB-x1-20240403-145250`` one draw and four reach
 #: about the same loss after 20,000 steps (-137,963 and -137,975) and posterior medians a median 0.13
-#: posterior sd apart, in 34 s instead of 89 s on 2 cores (``python benchmarks/advi.py``).  Over the 13
+#: posterior sd apart, in 34-45 s instead of 89 s on 2 cores (``python benchmarks/advi.py``).  Over the 13
 #: leave-one-run-out folds the median energy error moved from 4.9 % to 5.3 %, inside its bootstrap interval.
 ADVI_N_MC = 1
 #: Optimisation steps of the fast path (the loss of that fold is flat from about 4,000).
@@ -30,9 +30,10 @@ ADVI_ITERATIONS = 20_000
 #: ``benchmarks/advi.py`` (``python benchmarks/advi.py --families meanfield fullrank --n-mc 1 4``) full rank
 #: widens the pooled sds that mean field collapses (``b_gpu_card_sigma`` 0.10-0.13 vs 0.018; the full NUTS
 #: fit 0.21) but ends at a worse loss after 20,000 steps (-136,399 and -137,392 with 1 and 4 draws a
-#: step, vs -137,963) in 1.9-2.6x the time; over the 13 leave-one-run-out folds it gave a median energy
-#: error of 5.4 % (mean field 5.3 %), ACF R² 0.70 (0.77), run-energy coverage 0.69 at 90 % and 0.38 at 50 %
-#: (0.62 and 0.23, 100 draws a run).
+#: step, vs -137,963) in 1.9-2.6x the time; over the 13 leave-one-run-out folds (``--fit fast-fullrank``
+#: of ``experiments.accuracy`` and ``experiments.calibration``) it gave a median energy error of 5.4 %
+#: (mean field 5.3 %), ACF R² 0.70 (0.77), run-energy coverage 0.77 at 90 % and 0.31 at 50 % (0.69 and
+#: 0.15), PIT mean 0.77 (0.70).
 ADVI_FAMILIES = ("meanfield", "fullrank")
 ADVI_FAMILY = "meanfield"
 #: Step size of the full-rank factor's off-diagonal entries relative to the others: Adam moves every

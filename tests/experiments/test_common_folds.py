@@ -143,8 +143,37 @@ def test_fold_sampler_names_a_non_default_advi_family(monkeypatch):
 
     default = C.fold_sampler("fast")
     assert "fullrank" not in default and "meanfield" not in default
+    assert C.fold_sampler("fast-fullrank").startswith("advi fullrank ")
     monkeypatch.setattr(fit, "ADVI_FAMILY", "fullrank")
     assert C.fold_sampler("fast").startswith("advi fullrank ") and C.fold_sampler("fast") != default
+
+
+def test_fit_fold_full_rank_mode_reaches_the_fit_and_its_own_cache_file(tmp_path, monkeypatch):
+    import types
+
+    import wattscape.inference.stats as stats
+    import wattscape.models.hierarchical as H
+
+    fits = []
+
+    class Fake:
+        def __init__(self, model_config=None):
+            self.id = "default"
+            self.idata = types.SimpleNamespace(attrs={})
+
+        def fit(self, fd, **kw):
+            fits.append((kw["sampler"], kw.get("advi_family")))
+
+        def save(self, path):
+            path.write_text(self.idata.attrs["fold_sampler"])
+
+    monkeypatch.setattr(H, "PowerModel", Fake)
+    monkeypatch.setattr(stats, "fit_data_from_catalog", lambda *a, **k: None)
+    C.fit_fold(tiny_catalog(), ["r"], mode="fast-fullrank", seed=0, cache=tmp_path)
+    assert fits == [("fast", "fullrank")]
+    assert (tmp_path / "r-fast-fullrank-s0.nc").read_text() == C.fold_sampler("fast-fullrank")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        C.fit_fold(tiny_catalog(), ["r"], mode="fast-lowrank", seed=0)
 
 
 def test_fold_log_calls_drop_a_held_out_group_and_key_the_cache():
