@@ -10,9 +10,10 @@ For one run and one configuration's parameter draws (``wattscape.models.params``
   returns (its predicted end), so not even the start times of an offline loop (which follow the measured
   runtimes) set the timeline; without end times it falls back to open loop.  Each runs for a
   *predicted* runtime ``(prefill_overhead_s + prefill_s_per_token·prompt·batch + prefill_attn_s·batch·prompt²
-  + output·(itl_base_s + itl_per_seq_s·batch) + itl_ctx_s·batch·output·(prompt + output/2)) ·
-  exp(dwell_sigma·z)`` (``prefill_attn_s``: attention over the prompt; ``itl_ctx_s``: decode step cost per
-  context token; each 0 when the parameters have none; the fitted dwell
+  + output·(itl_base_s + itl_per_seq_s·batch) + itl_ctx_s·batch·output·(prompt + output/2) +
+  itl_ctx2_s·batch·output·(prompt² + prompt·output + output²/3)) · exp(dwell_sigma·z)``
+  (``prefill_attn_s``: attention over the prompt; ``itl_ctx_s``, ``itl_ctx2_s``: decode step cost per
+  context token and per squared context token; each 0 when the parameters have none; the fitted dwell
   likelihood: ``log runtime ~ Normal(log expected, dwell_sigma)``; ``output`` = the logged output-token
   limit).  ``z`` is drawn once per workload cell (the same prompt, output and batch) and shared by its calls:
   the runtime misfit is a function of the workload, not noise per call (measured on the 13 logged runs:
@@ -90,6 +91,7 @@ class ReplayParams(NamedTuple):
     itl_base_s: jax.Array  # (draw,)
     itl_per_seq_s: jax.Array  # (draw,)
     itl_ctx_s: jax.Array  # (draw,) decode step time per sequence per context token (0 if absent)
+    itl_ctx2_s: jax.Array  # (draw,) decode step time per sequence per context token² (0 if absent)
     prefill_attn_s: jax.Array  # (draw,) prefill time per sequence per prompt token² (0 if absent)
     dwell_sigma: jax.Array  # (draw,) log-normal sd of an inference's runtime
     lg_loc: jax.Array  # (draw, 3, K) logit-link level location (zeros without the logit variables)
@@ -128,6 +130,7 @@ def replay_arrays(params: xr.Dataset) -> tuple[ReplayParams, bool, bool]:
         itl_base_s=f32(params["itl_base_s"].values),
         itl_per_seq_s=f32(params["itl_per_seq_s"].values),
         itl_ctx_s=f32(params["itl_ctx_s"].values if "itl_ctx_s" in params else np.zeros(n_d)),
+        itl_ctx2_s=f32(params["itl_ctx2_s"].values if "itl_ctx2_s" in params else np.zeros(n_d)),
         prefill_attn_s=f32(params["prefill_attn_s"].values if "prefill_attn_s" in params else np.zeros(n_d)),
         dwell_sigma=f32(per_state("dwell_sigma")[:, DECODE_I]),
         lg_loc=f32(per_state("level_logit_loc") if logit else np.zeros_like(per_state("level_loc"))),
@@ -269,7 +272,12 @@ def replay_draw(
     context = D.context_tokens(prompt, output)  # the mean context over the decode steps
     cov = jnp.log2(jnp.maximum(jnp.stack([batch, context, output], -1), 1.0))
     pre_time = p.prefill_s_per_token * prompt * batch + p.prefill_attn_s * batch * prompt**2
-    dec_work = output * (p.itl_base_s + p.itl_per_seq_s * batch + p.itl_ctx_s * batch * context)
+    dec_work = output * (
+        p.itl_base_s
+        + p.itl_per_seq_s * batch
+        + p.itl_ctx_s * batch * context
+        + p.itl_ctx2_s * batch * D.context_tokens_sq(prompt, output)
+    )
     s, f, e = _timeline(p, k_t, arrival, gap, pre_time, dec_work, cell, closed)
     idle_on = _idle_onset(s, e)
     ref = jnp.broadcast_to(p.cov_ref, cov.shape)

@@ -189,4 +189,9 @@ def context_tokens(prompt, output):
     return prompt + 0.5 * output
 
 
+def context_tokens_sq(prompt, output):
+    """Mean squared context over the decode steps, ``prompt² + prompt·output + output²/3`` tokens²."""
+    return prompt**2 + prompt * output + output**2 / 3.0
+
+
 STATE_TO: Final = "state_to"

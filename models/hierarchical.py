@@ -50,7 +50,8 @@ Evidence enters at three levels, each reduced to sufficient statistics (``wattsc
   their median inter-token latency informs the per-token latency;
 * **dwell times**: ``log(runtime_j) ~ Normal(log(prefill_overhead + prefill_s_per_token[c] · prompt ·
   batch + prefill_attn[c] · batch · prompt² + output · (itl_base[c] + itl_per_seq[c] · batch) +
-  itl_ctx[c] · batch · output · (prompt + output / 2)), dwell_sigma[active] · exp(dwell_group_dev[run,
+  itl_ctx[c] · batch · output · (prompt + output / 2) + itl_ctx2[c] · batch · output · (prompt² +
+  prompt · output + output² / 3)), dwell_sigma[active] · exp(dwell_group_dev[run,
   active]))`` (the run's own dwell sd on the level groups, pooled per state like theirs).  Each rate is a
   roofline of the configuration (:func:`wattscape.models.hardware.latency_rooflines`: weight bytes /
   memory bandwidth for a decode step, 2 · active parameters / FLOP/s for a prompt token) times a pooled
@@ -61,11 +62,12 @@ Evidence enters at three levels, each reduced to sufficient statistics (``wattsc
   prefill_gpu[g]``, ``itl_per_seq = itl_base · e^log_itl_per_seq_ratio``, ``log itl_ctx[c] =
   roof_decode[c] + log_itl_ctx + ctx_gpu[g] + ctx_llm[l]`` (each decode step attends over the whole
   context, so runtime grows superlinearly with the output length; ``output`` is the log's output-token
-  limit), ``log prefill_attn[c] = roof_prefill[c] + a_l + log_prefill_attn + attn_llm[l] + attn_gpu[g]``
-  (attention over the prompt; ``a_l`` = :func:`wattscape.models.hardware.attention_score_ratio`, the LLM's
-  attention-score elements per active parameter, when ``attention_layout`` is on); idle stretches are
-  log-normal.  Transitions of the embedded chain (no self-loops) are conjugate Dirichlet–multinomial,
-  computed exactly from the counts.
+  limit), ``log itl_ctx2[c] = roof_decode[c] + log_itl_ctx2 + ctx2_llm[l]`` (the step's cost per squared
+  context token: the mean of (prompt + k)² over the decode steps), ``log prefill_attn[c] =
+  roof_prefill[c] + a_l + log_prefill_attn + attn_llm[l] + attn_gpu[g]`` (attention over the prompt;
+  ``a_l`` = :func:`wattscape.models.hardware.attention_score_ratio`, the LLM's attention-score elements
+  per active parameter, when ``attention_layout`` is on); idle stretches are log-normal.  Transitions of
+  the embedded chain (no self-loops) are conjugate Dirichlet–multinomial, computed exactly from the counts.
 
 The meter kernel: ``config_params`` carries ``meter_window_s`` of the card's generation (the averaging
 window of nvidia-smi ``power.draw``; values and sources in ``models/config.py``); the generator applies
@@ -600,6 +602,9 @@ class PowerModel:
             # to that, the decode-step effects would move it too)
             ctx_llm = cfg["ctx_llm"].create_variable("ctx_llm")
             itl_ctx = pt.exp(roof_dec + log_ctx + ctx_gpu[c_gpu] + ctx_llm[c_llm])
+            log_ctx2 = cfg["log_itl_ctx2"].create_variable("log_itl_ctx2")
+            ctx2_llm = cfg["ctx2_llm"].create_variable("ctx2_llm")
+            itl_ctx2 = pt.exp(roof_dec + log_ctx2 + ctx2_llm[c_llm])
             log_pf_eff = cfg["log_prefill_s_per_token"].create_variable("log_prefill_s_per_token")
             pf_gpu = _card_effect(cfg, "prefill_gpu", card_gen)
             log_pf_tok = pm.Deterministic(
@@ -647,6 +652,7 @@ class PowerModel:
                         + pt.exp(log_pf_attn[cj]) * b * pr**2
                         + out * (itl_base[cj] + itl_per_seq[cj] * b)
                         + itl_ctx[cj] * b * out * D.context_tokens(pr, out)  # mean over the decode steps
+                        + itl_ctx2[cj] * b * out * D.context_tokens_sq(pr, out)
                     )
                     pm.Normal(
                         "dwell_active_obs",
@@ -1033,6 +1039,9 @@ class PowerModel:
         log_ctx = roof_dec + post["log_itl_ctx"].values + card("ctx_gpu")
         if "ctx_llm" in post:  # absent from posteriors of package versions before it
             log_ctx = log_ctx + eff("ctx_llm", D.LLM, cfg.llm)
+        itl_ctx2 = np.zeros(n)
+        if "ctx2_llm" in post:
+            itl_ctx2 = np.exp(roof_dec + post["log_itl_ctx2"].values + eff("ctx2_llm", D.LLM, cfg.llm))
         active = cfg.active_params_b if cfg.active_params_b and cfg.active_params_b > 0 else cfg.params_b
         layout = self.model_config["attention_layout"]
         log_attn = (
@@ -1078,6 +1087,7 @@ class PowerModel:
             "itl_base": itl_base,
             "itl_per_seq": itl_base * np.exp(post["log_itl_per_seq_ratio"].values),
             "itl_ctx": np.exp(log_ctx),
+            "itl_ctx2": itl_ctx2,
             "prefill_s_per_token": np.exp(log_pf),
             "prefill_attn": np.exp(log_attn),
         }
@@ -1196,6 +1206,7 @@ class PowerModel:
                     q["itl_ctx"],
                     {D.UNITS: D.SECOND, "long_name": "decode step time per sequence per context token"},
                 ),
+                "itl_ctx2_s": ((D.DRAW,), q["itl_ctx2"], {D.UNITS: D.SECOND}),
                 "prefill_attn_s": (
                     (D.DRAW,),
                     q["prefill_attn"],

@@ -27,6 +27,10 @@ transition     (draw, state, state_to; 1)    embedded-chain transition probabili
 itl_ctx_s      (draw; s)                     OPTIONAL (0 when absent): added decode-step time per
                                               sequence per context token; an inference adds
                                               ``itl_ctx_s · batch · output · (prompt + output / 2)``
+itl_ctx2_s     (draw; s)                     OPTIONAL (0 when absent): added decode-step time per
+                                              sequence per squared context token; an inference adds
+                                              ``itl_ctx2_s · batch · output · (prompt² + prompt · output
+                                              + output² / 3)``
 prefill_attn_s (draw; s)                     OPTIONAL (0 when absent): prefill attention time per
                                               sequence per prompt token²; an inference adds
                                               ``prefill_attn_s · batch · prompt²``
@@ -65,6 +69,7 @@ REQUIRED_VARS: dict[str, tuple[str, ...]] = {
 #: Variables a generator may read when present (absent = 0).
 OPTIONAL_VARS: dict[str, tuple[str, ...]] = {
     "itl_ctx_s": (D.DRAW,),
+    "itl_ctx2_s": (D.DRAW,),
     "prefill_attn_s": (D.DRAW,),
     "level_logit_loc": (D.DRAW, D.STATE, D.COMPONENT),
     "level_logit_scale": (D.DRAW, D.STATE, D.COMPONENT),

@@ -78,10 +78,14 @@ def test_noiseless_energy_equals_hand_computation():
     params["itl_ctx_s"] = ((D.DRAW,), np.full(params.sizes[D.DRAW], 1e-5), {D.UNITS: D.SECOND})
     # and 1e-6 s per sequence per prompt token² of prefill attention
     params["prefill_attn_s"] = ((D.DRAW,), np.full(params.sizes[D.DRAW], 1e-6), {D.UNITS: D.SECOND})
+    # and 1e-8 s per sequence per context token² of each decode step
+    params["itl_ctx2_s"] = ((D.DRAW,), np.full(params.sizes[D.DRAW], 1e-8), {D.UNITS: D.SECOND})
     starts = [5.03, 20.0, 21.0]  # the third arrives while the second still runs: it waits
     req = _requests(run, starts, prompt=100, output=40, batch=2)
     prefill = 0.5 + 1e-3 * 100 * 2 + 1e-6 * 2 * 100**2
     runtime = prefill + 40 * (0.05 + 0.01 * 2) + 1e-5 * 2 * 40 * (100 + 40 / 2)
+    # the mean of the squared context over the decode steps, prompt² + prompt·output + output²/3
+    runtime += 1e-8 * 2 * 40 * (100**2 + 100 * 40 + 40**2 / 3)
     y = replay_params(params, run, req, seed=0)
     duration = 60.0
     active = 3 * runtime

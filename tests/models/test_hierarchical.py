@@ -117,6 +117,7 @@ def test_config_params_linearisation_and_context_latency(fitted):
     want = MAX_FRAC * 400.0 / (1 + np.exp(-q["eta"][:, 1]))
     np.testing.assert_allclose(at_ref["level_loc"].sel(state=D.ACTIVE, component=0).values, want, rtol=1e-9)
     assert (cp["itl_ctx_s"] > 0).all() and cp["itl_ctx_s"].attrs[D.UNITS] == D.SECOND
+    assert (cp["itl_ctx2_s"] > 0).all() and cp["itl_ctx2_s"].attrs[D.UNITS] == D.SECOND
     assert (cp["prefill_attn_s"] > 0).all() and cp["prefill_attn_s"].attrs[D.UNITS] == D.SECOND
 
 
@@ -479,6 +480,19 @@ def test_dwell_sd_of_a_configuration_is_its_runs_own(fitted):
     want = post["dwell_sigma"].sel(state=D.ACTIVE) * np.exp(dev)
     got = ds["dwell_sigma"].sel(state=D.ACTIVE).values
     np.testing.assert_allclose(np.sort(got), np.sort(want.values.ravel()), rtol=1e-6)
+
+
+def test_a_new_llm_draws_its_quadratic_context_cost(fitted):
+    """``ctx2_llm``: the decode step's cost per squared context token has an LLM effect; an LLM nobody
+    measured draws it from the population (same posterior draws: the shared parts cancel)."""
+    assert fitted.posterior["ctx2_llm"].dims[-1] == D.LLM
+
+    def log_cost(llm):
+        cfg = ServingConfig(llm=llm, params_b=7.0, gpu_model="A100-SXM4-40GB", task="synthetic-bench:chat")
+        return np.log(fitted.config_params(cfg, n_draws=2000, seed=6)["itl_ctx2_s"].values)
+
+    sigma = float(fitted.posterior["ctx2_llm_sigma"].mean())
+    assert np.var(log_cost("never-seen") - log_cost("llm-a")) > 0.5 * sigma**2
 
 
 def test_a_new_llm_draws_its_context_cost(fitted):

@@ -20,6 +20,7 @@ def _runtime(cp, *, batch, prompt, output):
         + cp["prefill_attn_s"] * batch * prompt**2
         + output * (cp["itl_base_s"] + cp["itl_per_seq_s"] * batch)
         + cp["itl_ctx_s"] * batch * output * (prompt + output / 2)
+        + cp["itl_ctx2_s"] * batch * output * (prompt**2 + prompt * output + output**2 / 3)
     )
 
 
@@ -56,10 +57,9 @@ def test_shipped_posterior_layer_split_and_long_outputs():
     101 W per GPU at its own workload (batch 32, ~145 prompt, 32 output tokens; the split's own effect and
     workload slopes bring it there, where the pooled ones predicted > 200 W); a falcon-7b inference of 2,048
     output tokens at batch 32 on A100-PCIe-40GB took 336 s (run 20240403-170604; without the context
-    term of the latency the model predicted under half of it, with it about two thirds: the measured
-    runtime grows 4.3x from 1,024 to 2,048 output tokens, faster than that term allows, and since the
-    prompt-attention term took the curvature of the prompt sweeps the context term no longer stretches to
-    it; ``models/config.py``, context cost)."""
+    term of the latency the model predicted under half of it, with the linear one about two thirds: the
+    measured runtime grows 4.3x from 1,024 to 2,048 output tokens; with the step's cost per squared context
+    token, 1.00x; ``models/config.py``, context cost)."""
     model = PowerModel.load(str(SHIPPED))
     cp = model.config_params(
         {
@@ -83,7 +83,7 @@ def test_shipped_posterior_layer_split_and_long_outputs():
         {"llm": "falcon-7b", "params_b": 7.2, "gpu_model": "A100-PCIe-40GB", "precision": "float16"},
         n_draws=100,
     )
-    assert 336 * 0.6 < float(_runtime(cp, batch=32, prompt=32, output=2048).median()) < 336 * 1.5
+    assert 336 * 0.8 < float(_runtime(cp, batch=32, prompt=32, output=2048).median()) < 336 * 1.25
 
 
 def test_shipped_posterior_long_prompts():
