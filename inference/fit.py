@@ -31,9 +31,9 @@ ADVI_ITERATIONS = 20_000
 #: widens the pooled sds that mean field collapses (``b_gpu_card_sigma`` 0.10-0.13 vs 0.018; the full NUTS
 #: fit 0.21) but ends at a worse loss after 20,000 steps (-136,399 and -137,392 with 1 and 4 draws a
 #: step, vs -137,963) in 1.9-2.6x the time; over the 13 leave-one-run-out folds (``--fit fast-fullrank``
-#: of ``experiments.accuracy`` and ``experiments.calibration``) it gave a median energy error of 5.4 %
-#: (mean field 5.3 %), ACF R² 0.70 (0.77), run-energy coverage 0.77 at 90 % and 0.31 at 50 % (0.69 and
-#: 0.15), PIT mean 0.77 (0.70).
+#: of ``experiments.accuracy`` and ``experiments.calibration``; the model before ``itl_ctx2``) it gave a
+#: median energy error of 5.4 % (mean field 5.3 %), ACF R² 0.70 (0.77), run-energy coverage 0.77 at 90 %
+#: and 0.31 at 50 % (0.69 and 0.15), PIT mean 0.77 (0.70).
 ADVI_FAMILIES = ("meanfield", "fullrank")
 ADVI_FAMILY = "meanfield"
 #: Step size of the full-rank factor's off-diagonal entries relative to the others: Adam moves every
