@@ -97,8 +97,10 @@ def test_fold_summaries_add_the_shared_sources_and_drop_a_held_out_group(shared_
         C.catalog_summaries(cat, exclude={"task": "chat"})
 
 
-def test_a_nuts_fold_cached_with_another_sampler_setting_is_refitted(tmp_path, monkeypatch):
-    """NUTS folds cached before the sampler was recorded had a dense metric: refitted, then reused."""
+@pytest.fixture
+def fake_fits(monkeypatch):
+    """``PowerModel`` replaced by a fake whose fits are recorded (their keyword arguments, in the returned
+    list) and whose saved file holds only its ``fold_sampler``; no fit data are built."""
     import types
 
     import wattscape.inference.stats as stats
@@ -127,6 +129,12 @@ def test_a_nuts_fold_cached_with_another_sampler_setting_is_refitted(tmp_path, m
 
     monkeypatch.setattr(H, "PowerModel", Fake)
     monkeypatch.setattr(stats, "fit_data_from_catalog", lambda *a, **k: None)
+    return fits
+
+
+def test_a_nuts_fold_cached_with_another_sampler_setting_is_refitted(tmp_path, fake_fits):
+    """NUTS folds cached before the sampler was recorded had a dense metric: refitted, then reused."""
+    fits = fake_fits
     cat = tiny_catalog()
     (tmp_path / "r-nuts-s0.nc").write_text("")  # an unrecorded (dense-metric) NUTS fold
     C.fit_fold(cat, ["r"], mode="nuts", seed=0, cache=tmp_path)
@@ -148,29 +156,9 @@ def test_fold_sampler_names_a_non_default_advi_family(monkeypatch):
     assert C.fold_sampler("fast").startswith("advi fullrank ") and C.fold_sampler("fast") != default
 
 
-def test_fit_fold_full_rank_mode_reaches_the_fit_and_its_own_cache_file(tmp_path, monkeypatch):
-    import types
-
-    import wattscape.inference.stats as stats
-    import wattscape.models.hierarchical as H
-
-    fits = []
-
-    class Fake:
-        def __init__(self, model_config=None):
-            self.id = "default"
-            self.idata = types.SimpleNamespace(attrs={})
-
-        def fit(self, fd, **kw):
-            fits.append((kw["sampler"], kw.get("advi_family")))
-
-        def save(self, path):
-            path.write_text(self.idata.attrs["fold_sampler"])
-
-    monkeypatch.setattr(H, "PowerModel", Fake)
-    monkeypatch.setattr(stats, "fit_data_from_catalog", lambda *a, **k: None)
+def test_fit_fold_full_rank_mode_reaches_the_fit_and_its_own_cache_file(tmp_path, fake_fits):
     C.fit_fold(tiny_catalog(), ["r"], mode="fast-fullrank", seed=0, cache=tmp_path)
-    assert fits == [("fast", "fullrank")]
+    assert [(kw["sampler"], kw.get("advi_family")) for kw in fake_fits] == [("fast", "fullrank")]
     assert (tmp_path / "r-fast-fullrank-s0.nc").read_text() == C.fold_sampler("fast-fullrank")
     with pytest.raises(ValueError, match="mode must be one of"):
         C.fit_fold(tiny_catalog(), ["r"], mode="fast-lowrank", seed=0)
