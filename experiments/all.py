@@ -1,14 +1,14 @@
 """Run every experiment in sequence, one subprocess each, sharing one folder of fold fits.
 
-Order: accuracy, error_split, generalisation, calibration, ablation, model_checks, level_shape,
-runtime_cells, planning. ``--quick`` is passed through (CI-sized runs; the others, which have no
+Order: accuracy, acf_ceiling, error_split, generalisation, calibration, ablation, model_checks,
+level_shape, runtime_cells, planning. ``--quick`` is passed through (CI-sized runs; the others, which have no
 ``--quick``, get small settings instead: model_checks ``--sampler fast`` with only its PPC part, since
 generalisation already runs its ML.ENERGY hold-outs; level_shape and runtime_cells 10 draws; planning one
 scenario, 1 h, 2 draws).  level_shape, runtime_cells and planning read the fitted full posterior
 (``--posterior``), not fold fits. The leave-one-run-out fold fits of accuracy are
-written to ``--cache`` (default ``catalog/fits``, git-ignored) and reused by error_split, generalisation
-(one-run groups), calibration and ablation. A failing experiment does not stop the others; the exit status
-is 1 if any failed.
+written to ``--cache`` (default ``catalog/fits``, git-ignored) and reused by acf_ceiling, error_split,
+generalisation (one-run groups), calibration and ablation. A failing experiment does not stop the others;
+the exit status is 1 if any failed.
 
 Writes ``results/experiments_all.csv`` / ``.md``: each experiment's exact command, exit status and wall
 time, and the total.
@@ -38,6 +38,7 @@ from experiments import _common as C
 NAME = "experiments_all"
 EXPERIMENTS = (
     "accuracy",
+    "acf_ceiling",
     "error_split",
     "generalisation",
     "calibration",
@@ -76,7 +77,7 @@ def commands(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     # NUTS-fold results sit beside the fast-fold ones (``<name>_nuts``), so neither overwrites the other
     cmds: dict[str, list[str]] = {
         n: [*quick, *fold, *out, *(["--name", f"{n}_nuts"] if args.fit == "nuts" else [])]
-        for n in ("accuracy", "error_split", "generalisation", "calibration", "ablation")
+        for n in ("accuracy", "acf_ceiling", "error_split", "generalisation", "calibration", "ablation")
     }
     sampler = "fast" if args.fit == "fast" else "numpyro"
     mc = ["--sampler", sampler, *(["--out-dir", out_dir] if out_dir else [])]

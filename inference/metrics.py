@@ -29,7 +29,10 @@ Posterior-predictive distributions (``y`` with a ``draw`` dim; ours, beyond the 
     (a pointwise median trace would be smoothed and lose the variance and autocorrelation being scored).
     Central ``level`` intervals are the equal-tailed ``(1−level)/2`` and ``(1+level)/2`` quantiles over
     draws; coverage is the fraction of held-out quantities inside their interval; the PIT of a measured
-    value is ``(#{draws < x} + ½·#{draws = x}) / n_draws``.
+    value is ``(#{draws < x} + ½·#{draws = x}) / n_draws``.  Two diagnostics of the ACF, not PROTOCOL.md
+    figures: the R² of the pointwise median of the draws' ACFs (:func:`acf_r2_of_median_acf`: the shape
+    error without the draw-to-draw spread) and the R² the draws reach against each other
+    (:func:`acf_r2_ceiling`: what a correct model would score).
 
 Aggregation (:func:`aggregate`, :func:`summarize`)
     Median over repeats of a point, then over points: the median, the p90 and the worst point (in the
@@ -225,7 +228,11 @@ def acf(x, max_lag: int = ACF_MAX_LAG) -> np.ndarray:
 
 def acf_r2(x, y, max_lag: int = ACF_MAX_LAG) -> float:
     """ACF R²: ``1 − Σ_k (a_x[k] − a_y[k])² / Σ_k (a_x[k] − mean_k a_x)²`` over lags 1..max_lag."""
-    ax, ay = acf(x, max_lag), acf(y, max_lag)
+    return _r2_of_acfs(acf(x, max_lag), acf(y, max_lag))
+
+
+def _r2_of_acfs(ax: np.ndarray, ay: np.ndarray) -> float:
+    """:func:`acf_r2` of two ACFs already computed (``ax`` in the place of the measured one)."""
     ss_tot = float(((ax - ax.mean()) ** 2).sum())
     ss_res = float(((ax - ay) ** 2).sum())
     if ss_tot == 0:
@@ -236,6 +243,57 @@ def acf_r2(x, y, max_lag: int = ACF_MAX_LAG) -> float:
 def acf_mae(x, y, max_lag: int = ACF_MAX_LAG) -> float:
     """ACF MAE: ``mean_k |a_x[k] − a_y[k]|`` over lags 1..max_lag."""
     return float(np.abs(acf(x, max_lag) - acf(y, max_lag)).mean())
+
+
+def _draw_acfs(ys, max_lag: int) -> np.ndarray:
+    ys = np.asarray(ys, dtype=float)
+    if ys.ndim != 2 or ys.shape[0] < 2:
+        raise ValueError(f"need synthetic draws as a (draw, time) array of at least 2 draws, got {ys.shape}")
+    if not np.isfinite(ys).all():
+        raise ValueError("synthetic draws hold NaN or infinity")
+    return np.stack([acf(row, max_lag) for row in ys])
+
+
+def acf_r2_of_median_acf(x, ys, max_lag: int = ACF_MAX_LAG) -> float:
+    """ACF R² of the measured ACF against the pointwise median of the draws' ACFs.
+
+    ``1 − Σ_k (a_x[k] − m[k])² / Σ_k (a_x[k] − mean_k a_x)²`` with ``m[k] = median_d a_{y_d}[k]``.  Not
+    PROTOCOL.md's figure, which scores each draw and takes the median of the scores: this one leaves out
+    the draw-to-draw spread of the ACF and keeps its systematic shape error.
+
+    Parameters
+    ----------
+    x : array (time,)
+        Measured series.
+    ys : array (draw, time)
+        Synthetic draws on the same grid (at least 2).
+    max_lag : int
+        Largest lag.
+    """
+    return _r2_of_acfs(acf(x, max_lag), np.median(_draw_acfs(ys, max_lag), axis=0))
+
+
+def acf_r2_ceiling(ys, max_lag: int = ACF_MAX_LAG) -> float:
+    """The ACF R² a model's own draws reach against each other: what it would score if it were right.
+
+    ``median_i median_{j≠i} R²(a_{y_i}, a_{y_j})``, where ``R²(a, b) = 1 − Σ_k (a[k] − b[k])² /
+    Σ_k (a[k] − mean_k a)²``: each draw ``i`` in turn takes the place of the measured run and the other
+    draws are scored against it as PROTOCOL.md scores synthetic draws against a measurement (median over
+    draws).  If the measured run were one more draw of the model, its ACF R² would be distributed like
+    the inner medians, so their median is the figure a correct model reaches; a measured score near it
+    says the remaining gap to 1 is the model's own spread (parameters and process), not a shape error.
+
+    Parameters
+    ----------
+    ys : array (draw, time)
+        Synthetic draws (at least 2).
+    max_lag : int
+        Largest lag.
+    """
+    a = _draw_acfs(ys, max_lag)
+    n = a.shape[0]
+    inner = [np.median([_r2_of_acfs(a[i], a[j]) for j in range(n) if j != i]) for i in range(n)]
+    return float(np.median(inner))
 
 
 def ks_statistic(x, y) -> float:

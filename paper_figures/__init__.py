@@ -6,6 +6,6 @@ Run one with ``python -m paper_figures.<name> [--results DIR] [--out DIR]`` or a
 
 #: The figure scripts, in the order ``paper_figures.all`` runs them.
 FIGURES = (
-    "traces", "acf", "drive", "state_power", "level_shape", "runtime_cells", "forest", "baselines",
-    "calibration", "facility",
+    "traces", "acf", "acf_ceiling", "drive", "state_power", "level_shape", "runtime_cells", "forest",
+    "baselines", "calibration", "facility",
 )

@@ -285,3 +285,29 @@ def test_runtime_cells_draws_every_cell_and_the_output_sweep(tmp_path, capsys):
     cells.drop(columns="runtime_q95_s").to_csv(res / "runtime_cells_cells.csv", index=False)
     assert runtime_cells.main(["--results", str(res)]) == S.EXIT_MISSING
     assert "runtime_q95_s" in capsys.readouterr().err
+
+
+def test_acf_ceiling_draws_every_run_and_names_a_missing_column(tmp_path, capsys):
+    from paper_figures import acf_ceiling
+
+    res = tmp_path / "results"
+    res.mkdir()
+    table = pd.DataFrame(
+        {
+            "run_id": ["llm-a-A100-SXM4-40GB-x1-20240401-120000", "llm-b-V100-PCIe-16GB-x1-20240401-130000"],
+            "gpu_model": ["A100-SXM4-40GB", "V100-PCIe-16GB"],
+            "acf_r2": [0.93, -12.0],  # the second below the axis: drawn at its limit, labelled
+            "acf_r2_median_acf": [0.97, -11.0],
+            "ceiling": [0.94, 0.7],
+            "ceiling_process": [0.95, 0.8],
+        }
+    )
+    table.to_csv(res / "acf_ceiling.csv", index=False)
+    assert acf_ceiling.main(["--results", str(res)]) == 0
+    _png_ok(res / "figures" / "acf_ceiling.png")
+    table.drop(columns="ceiling").to_csv(res / "acf_ceiling.csv", index=False)
+    assert acf_ceiling.main(["--results", str(res)]) == S.EXIT_MISSING
+    assert "ceiling" in capsys.readouterr().err
+    table.iloc[:0].to_csv(res / "acf_ceiling.csv", index=False)
+    assert acf_ceiling.main(["--results", str(res)]) == S.EXIT_MISSING
+    assert "no run" in capsys.readouterr().err

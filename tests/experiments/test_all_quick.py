@@ -10,7 +10,7 @@ def test_quick_commands_share_the_cache_and_pass_quick():
     args = ALL.parse_args(["--quick", "--cache", "x/fits", "--out", "o"])
     cmds = dict(ALL.commands(args))
     assert list(cmds) == list(ALL.EXPERIMENTS)
-    for name in ("accuracy", "error_split", "generalisation", "calibration", "ablation"):
+    for name in ("accuracy", "acf_ceiling", "error_split", "generalisation", "calibration", "ablation"):
         a = cmds[name]
         assert "--quick" in a and a[a.index("--cache") + 1] == "x/fits" and a[a.index("--out") + 1] == "o"
     assert cmds["model_checks"][cmds["model_checks"].index("--sampler") + 1] == "fast"
@@ -24,8 +24,8 @@ def test_quick_commands_share_the_cache_and_pass_quick():
     assert acc[acc.index("--name") + 1] == "accuracy_nuts" and "--name" not in cmds["accuracy"]
     assert full["model_checks"][:2] == ["--sampler", "numpyro"] and "--skip" not in full["model_checks"]
     assert [n for n, _ in ALL.commands(ALL.parse_args(["--skip", "planning", "ablation"]))] == [
-        "accuracy", "error_split", "generalisation", "calibration", "model_checks", "level_shape",
-        "runtime_cells",
+        "accuracy", "acf_ceiling", "error_split", "generalisation", "calibration", "model_checks",
+        "level_shape", "runtime_cells",
     ]
 
 

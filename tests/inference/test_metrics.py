@@ -98,6 +98,54 @@ def test_acf_r2_of_white_noise_against_ar1_is_poor():
     assert M.acf_mae(ar, rng.standard_normal(n)) > 0.2
 
 
+def _ar1(rng, n, phi=0.9):
+    e = rng.standard_normal(n)
+    out = np.empty(n)
+    out[0] = e[0]
+    for t in range(1, n):
+        out[t] = phi * out[t - 1] + e[t]
+    return out
+
+
+def test_acf_r2_of_median_acf_keeps_the_shape_and_drops_the_spread():
+    rng = np.random.default_rng(3)
+    x, z = _ar1(rng, 400), rng.standard_normal(400)
+    # two of three draws have the measured ACF: the pointwise median is it, whatever the third is
+    assert M.acf_r2_of_median_acf(x, np.stack([x, x + 5.0, z])) == pytest.approx(1.0)
+    assert M.acf_r2_of_median_acf(x, np.stack([z, z, x])) == pytest.approx(M.acf_r2(x, z))
+
+
+def test_acf_r2_ceiling_is_the_draws_scored_against_each_other():
+    rng = np.random.default_rng(4)
+    x, z = _ar1(rng, 400), rng.standard_normal(400)
+    assert M.acf_r2_ceiling(np.stack([x, 2.0 * x, x - 1.0])) == pytest.approx(1.0)  # one ACF
+    # draws (x, x, z): each x scores median(1, R²(x, z)); z scores R²(z, x) twice; the median is the former
+    expected = 0.5 * (1.0 + M.acf_r2(x, z))
+    assert M.acf_r2_ceiling(np.stack([x, x, z])) == pytest.approx(expected)
+
+
+def test_acf_r2_ceiling_rises_with_the_length_of_the_draws():
+    rng = np.random.default_rng(5)
+    short = M.acf_r2_ceiling(np.stack([_ar1(rng, 150) for _ in range(20)]))
+    long = M.acf_r2_ceiling(np.stack([_ar1(rng, 20_000) for _ in range(20)]))
+    assert long > 0.95 and short < long - 0.1
+
+
+@pytest.mark.parametrize(
+    ("ys", "match"),
+    [
+        (np.ones((1, 50)), "at least 2 draws"),
+        (np.ones(50), "at least 2 draws"),
+        (np.full((2, 5), np.nan), "NaN"),
+    ],
+)
+def test_acf_diagnostics_refuse_what_they_cannot_score(ys, match):
+    with pytest.raises(ValueError, match=match):
+        M.acf_r2_ceiling(ys)
+    with pytest.raises(ValueError, match=match):
+        M.acf_r2_of_median_acf(np.arange(50.0), ys)
+
+
 def test_ks_of_disjoint_samples_is_one():
     assert M.ks_statistic(np.arange(10.0), np.arange(10.0) + 100) == 1.0
     assert M.ks_statistic([1.0, 2.0], [2.0, 3.0]) == pytest.approx(0.5)
