@@ -61,6 +61,15 @@ def test_fit_family_choices_are_the_samplers():
     assert ADVI_FAMILY_CHOICES == ADVI_FAMILIES
 
 
+def test_fit_help_names_the_default_family(capsys):
+    from wattscape.inference.fit import ADVI_FAMILY
+
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    words = {"meanfield": "mean field", "fullrank": "full rank"}[ADVI_FAMILY]
+    assert f"(default: the package's, {words})" in " ".join(capsys.readouterr().out.split())
+
+
 def test_predict_json(posterior, capsys):
     rc = main(
         [

@@ -46,7 +46,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--advi-family",
         default=None,
         choices=ADVI_FAMILY_CHOICES,
-        help="variational family of --fast (default: the package's, full rank)",
+        help="variational family of --fast (default: the package's, mean field)",
     )
     p.set_defaults(func=run)
     return p
