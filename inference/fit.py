@@ -33,7 +33,11 @@ ADVI_ITERATIONS = 20_000
 #: step, vs -137,963) in 1.9-2.6x the time; over the 13 leave-one-run-out folds (``--fit fast-fullrank``
 #: of ``experiments.accuracy`` and ``experiments.calibration``; the model before ``itl_ctx2``) it gave a
 #: median energy error of 5.4 % (mean field 5.3 %), ACF R² 0.70 (0.77), run-energy coverage 0.77 at 90 %
-#: and 0.31 at 50 % (0.69 and 0.15), PIT mean 0.77 (0.70).
+#: and 0.31 at 50 % (0.69 and 0.15), PIT mean 0.77 (0.70).  Either family fits the model's pooled effects
+#: centred (``wattscape.models.hierarchical.FIT_LAYOUTS``: non-centred, mean field pulled their sds to
+#: zero); a low-rank family (diagonal + rank 10, as numpyro's ``AutoLowRankMultivariateNormal``) on the
+#: non-centred layout did not help (leave-Llama-2-13b-out fold: loss -136,347 vs -137,243, the same
+#: collapsed sds; with its factor at the full step size it diverged) and was not kept.
 ADVI_FAMILIES = ("meanfield", "fullrank")
 ADVI_FAMILY = "meanfield"
 #: Step size of the full-rank factor's off-diagonal entries relative to the others: Adam moves every

@@ -5,9 +5,9 @@ and the ACF MAE (lags 1–60), with the 1,000-draw bootstrap 95 % interval of th
 (:func:`wattscape.inference.metrics.bootstrap_median_ci`), as PROTOCOL.md aggregates.  The dotted lines
 are the acceptance targets of issue 6 (energy error ≤ 3 %, ACF R² ≥ 0.96).
 
-Input: ``<results>/accuracy_nuts.csv`` (leave-one-run-out on NUTS fold fits, model and baselines), else
-``<results>/accuracy.csv`` (fast fold fits), else ``<results>/accuracy_baselines.csv`` (baselines only);
-``--input`` names another file.
+Input: ``<results>/accuracy.csv`` (the table ``python -m experiments.all`` writes, on the current model),
+else ``<results>/accuracy_nuts.csv`` (NUTS fold fits; kept as the record of an earlier model), else
+``<results>/accuracy_baselines.csv`` (baselines only); ``--input`` names another file.
 Output: ``<out>/baselines.png`` and ``.pdf``.
 """
 
@@ -26,7 +26,7 @@ from . import _style as S
 
 NAME = "baselines"
 #: First found is drawn: the NUTS-fold table (honest intervals), the fast-fold one, baselines only.
-INPUTS = ("accuracy_nuts.csv", "accuracy.csv", "accuracy_baselines.csv")
+INPUTS = ("accuracy.csv", "accuracy_nuts.csv", "accuracy_baselines.csv")
 METRICS = (
     ("energy_error_pct", "absolute energy error (%)", 3.0),
     ("acf_r2", "ACF R² (lags 1–60; symlog axis)", 0.96),

@@ -8,8 +8,9 @@ period of the table: 1 s and 30 s for ``experiments.calibration``).  Shown with
 Wilson 95 % intervals of a binomial proportion.  With the PIT of each run's energy (``energy_pit``) the
 full curve ``coverage(L) = #{|PIT − ½| ≤ L/2} / n`` and the PIT histogram are drawn too.
 
-Input: ``<results>/calibration_nuts.csv`` (NUTS fold fits), else the first other ``calibration*.csv``
-that holds per-run interval columns, else
+Input: ``<results>/calibration.csv`` (the table ``python -m experiments.all`` writes, on the current model),
+else the first other ``calibration*.csv`` that holds per-run interval columns (``calibration_nuts.csv``
+and the like are kept as records of earlier models: ``--input`` draws one), else
 ``<results>/accuracy.csv`` (``--input`` names another file).  A missing input ends with exit status 2 and
 a message naming the file.
 Output: ``<out>/calibration.png`` and ``.pdf``.
@@ -46,12 +47,12 @@ def wilson(k: float, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def calibration_input(args: argparse.Namespace) -> Path:
-    """``--input``, else a ``calibration*.csv`` with per-run interval columns (``calibration_nuts.csv``, from
-    NUTS fold fits, first: the fast fits' intervals are too narrow), else ``accuracy.csv``."""
+    """``--input``, else a ``calibration*.csv`` with per-run interval columns (``calibration.csv``, the
+    current experiments' table, first), else ``accuracy.csv``."""
     if args.input is not None:
         return S.require(args.input)
     results = Path(args.results)
-    found = sorted(results.glob("calibration*.csv"), key=lambda p: (p.name != "calibration_nuts.csv", p.name))
+    found = sorted(results.glob("calibration*.csv"), key=lambda p: (p.name != "calibration.csv", p.name))
     for path in found:
         cols = set(pd.read_csv(path, comment="#", nrows=0).columns)
         if cols & set(PER_RUN):

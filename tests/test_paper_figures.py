@@ -120,18 +120,23 @@ def test_scripts_write_pngs(results, tmp_path):
         assert (out / f"{name}.pdf").is_file()
 
 
-def test_nuts_fold_tables_are_preferred(results):
-    """The NUTS-fold tables (honest intervals) are drawn when present beside the fast-fold ones."""
+def test_the_current_experiments_tables_are_preferred(results):
+    """``experiments.all``'s tables are drawn; the NUTS-fold ones (records of earlier models) only when
+    they are all there is, or through ``--input``."""
     import argparse
 
     _accuracy(results / "accuracy_nuts.csv", seed=1)
     _accuracy(results / "calibration.csv", seed=2)
     _accuracy(results / "calibration_nuts.csv", seed=3)
     args = argparse.Namespace(input=None, results=str(results))
-    assert baselines.accuracy_input(args).name == "accuracy_nuts.csv"
-    assert calibration.calibration_input(args).name == "calibration_nuts.csv"
-    (results / "calibration_nuts.csv").unlink()
+    assert baselines.accuracy_input(args).name == "accuracy.csv"
     assert calibration.calibration_input(args).name == "calibration.csv"
+    (results / "calibration.csv").unlink()
+    (results / "accuracy.csv").unlink()
+    assert calibration.calibration_input(args).name == "calibration_nuts.csv"
+    assert baselines.accuracy_input(args).name == "accuracy_nuts.csv"
+    args.input = str(results / "accuracy_nuts.csv")
+    assert calibration.calibration_input(args).name == "accuracy_nuts.csv"
 
 
 def test_baselines_falls_back_to_baselines_only_table(tmp_path):

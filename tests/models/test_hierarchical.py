@@ -505,3 +505,30 @@ def test_a_new_llm_draws_its_context_cost(fitted):
 
     sigma = float(fitted.posterior["ctx_llm_sigma"].mean())
     assert spread("never-seen") ** 2 > spread("llm-a") ** 2 + 0.5 * sigma**2
+
+
+def test_the_fast_path_fits_every_pooled_effect_centred(fitted, fit_data, tmp_path):
+    """Mean-field ADVI fits the effects themselves (``FIT_LAYOUTS``), NUTS the layout of models/config.py;
+    the same distribution, so the model id does not change, and a loaded fast fit rebuilds its own layout."""
+    from pymc_extras.prior import Prior
+    from wattscape.models.hierarchical import centred_config
+
+    config = default_model_config()
+    noncentred = [k for k, v in config.items() if isinstance(v, Prior) and not v.centered]
+    assert {"b_llm", "b_cfg", "b_run", "itl_llm"} <= set(noncentred)
+    centred = centred_config(config)
+    assert all(centred[k].centered and centred[k].dims == config[k].dims for k in noncentred)
+    assert centred["b_llm"].parameters["sigma"].to_dict() == config["b_llm"].parameters["sigma"].to_dict()
+    assert not config["b_llm"].centered  # the input is left alone
+    free = {v.name for v in fitted.model.free_RVs}
+    assert fitted.idata.attrs["effects_layout"] == "centred"
+    assert "b_llm" in free and "b_llm_offset" not in free and "b_llm_offset" not in fitted.posterior
+    assert fitted.id == PowerModel().id
+    nuts = PowerModel()
+    nuts._build(fit_data, "config")
+    assert "b_llm_offset" in {v.name for v in nuts.model.free_RVs}
+    with pytest.raises(ValueError, match="unknown effects layout 'sideways'"):
+        nuts._build(fit_data, "sideways")
+    loaded = PowerModel.load(fitted.save(tmp_path / "fast.nc"))
+    pp = loaded.sample_posterior_predictive(random_seed=0)
+    assert "b_llm_offset" not in {v.name for v in loaded.model.free_RVs} and len(pp.posterior_predictive)
