@@ -19,9 +19,10 @@ is centred with a zero-avoiding Gamma sd; the idle card effect, seen on few card
 effect (most configurations have one run), the LLM effect (a small population sd that an LLM with one
 configuration trades against ``b_cfg``: centred, it mixed in a funnel with ``b_llm_sigma``) and the
 layout effect (~9 layouts, several in one configuration: centred, ``b_par`` or its sd was the
-worst-mixed parameter in five leave-one-run-out folds) are non-centred; ``models/config.py`` has the
-measurements.  The covariate slopes and the mean of the effects overlap linearly (a ridge the sampler's
-adapted diagonal metric copes with; a dense metric did worse, see :func:`wattscape.inference.fit.sample`).
+worst-mixed parameter in five leave-one-run-out folds) are non-centred for NUTS (the fast path fits every
+effect centred: :data:`FIT_LAYOUTS`); ``models/config.py`` has the measurements.  The covariate slopes
+and the mean of the effects overlap linearly (a ridge the sampler's adapted diagonal metric copes with; a
+dense metric did worse, see :func:`wattscape.inference.fit.sample`).
 The card effects on the levels and on the latencies (``models.config.CARD_EFFECTS``: ``b_gpu``,
 ``b_gpu_idle``, ``itl_gpu``, ``prefill_gpu``, ``attn_gpu``, ``ctx_gpu``) nest in the card's GPU generation,
 ``b_gpu[g] = b_gpu_gen[generation of g] + b_gpu_card[g]``: a card nobody measured keeps what its
@@ -125,7 +126,7 @@ PARAMETERISATION = 2
 #: their spread.  Over the 13 leave-one-run-out folds (``python -m experiments.accuracy``,
 #: ``experiments.calibration``) centred against non-centred: median energy error 2.15 % / 2.47 %, 90 %
 #: run-energy coverage 12 / 11 of 13, 50 % coverage 5 / 4 of 13, median ACF R² 0.81 / 0.87 (the median
-#: run, Mixtral, 0.81 / 0.87; the four runs below zero all rose); leave-one-LLM-out 12.4 % / 11.3 % (the
+#: run, Mixtral, 0.81 / 0.87; four of the five runs below zero rose); leave-one-LLM-out 12.4 % / 11.3 % (the
 #: Llama-2 runs closer, falcon-7b further: as with NUTS folds, a held-out falcon-7b loses its quadratic
 #: context cost).
 FIT_LAYOUTS = {"fast": "centred"}
