@@ -187,10 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise KeyError(f"runs with a log not in the catalog {getattr(catalog, 'path', '')}: {unknown}")
     out = C.results_dir(args.out)
     summaries = C.catalog_summaries(catalog)
-    order = {r: k for k, r in enumerate(logged)}
     rows, notes, log = [], [], {}
     for rid in tqdm(ids, desc="ACF ceiling", unit="run"):
-        k = order[rid]
+        k = C.fold_seed(catalog, rid)  # the run's position among the runs with a log, as accuracy seeds it
         with C.timed(rid, log):
             model = C.fit_fold(
                 catalog, [rid], mode=args.fit, seed=args.seed + k, summaries=summaries, cache=args.cache
