@@ -35,6 +35,7 @@ LLM: Final = "llm"
 GPU_MODEL: Final = "gpu_model"
 GPU_GENERATION: Final = "gpu_generation"  # architecture of a card (volta, ampere, ...): cards nest in it
 PARALLEL: Final = "parallel"
+PARALLEL_KIND: Final = "parallel_kind"  # split kind of a layout (SPLITS): layouts nest in it
 CONFIG: Final = "config"
 RUN: Final = "run"
 SEGMENT: Final = "segment"

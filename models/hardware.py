@@ -271,6 +271,43 @@ def attention_score_ratio(llm: str, active_params_b: float) -> float:
     return float(np.log(lh / active_params_b) - np.log(ATTENTION_REF))
 
 
+#: Attention width per weight of Llama-2-7B (32 layers × 32 heads × 128 / 6.74 B): the reference of
+#: :func:`context_traffic_ratio`.
+CONTEXT_REF = 32 * 32 * 128 / 6.74
+
+
+def context_traffic_ratio(llm: str, params_b: float) -> float:
+    """Log attention width per weight of an LLM, relative to Llama-2-7B; 0 if unknown.
+
+    A decode step reads every weight once (the decode roofline, :func:`latency_rooflines`) and, for each
+    sequence, the keys and values of every context token in every layer: ``n_layers · n_heads · head_dim``
+    elements per context token once HF's eager attention has repeated grouped key/value heads up to the
+    query heads.  So the step's cost per context token, relative to the weight read, scales with
+    ``n_layers · n_heads · head_dim / params`` (total parameters: a MoE step reads all experts); the log
+    ratio ``log(n_layers · n_heads · head_dim / params_b) − log(CONTEXT_REF)`` shifts the decode roofline
+    for the context terms, so an LLM held out of the fit keeps what its width implies (Mixtral-8x7B:
+    1/6.9 of Llama-2-7B's context traffic per weight byte, Llama-2-70B 1/2.0).
+
+    Parameters
+    ----------
+    llm : str
+        Any name :func:`wattscape.models.llm_specs.llm_spec` knows; another LLM (or one without layer, head
+        and head-width counts) gets 0, the reference.
+    params_b : float
+        Total parameters, billions.
+    """
+    from .llm_specs import llm_spec
+
+    try:
+        spec = llm_spec(llm)
+    except KeyError:
+        return 0.0
+    width = spec["n_layers"] * spec["n_heads"] * spec["head_dim"]
+    if not (np.isfinite(width) and np.isfinite(params_b) and params_b > 0):
+        return 0.0
+    return float(np.log(width / params_b) - np.log(CONTEXT_REF))
+
+
 def latency_rooflines(
     params_b: float,
     active_params_b: float,

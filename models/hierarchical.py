@@ -59,11 +59,15 @@ Evidence enters at three levels, each reduced to sufficient statistics (``wattsc
   efficiency with crossed effects, so a configuration nobody measured keeps what its LLM and its card
   showed elsewhere:
   ``log itl_base[c] = roof_decode[c] + log_itl_base + x_c · beta_itl + itl_llm[l] + itl_gpu[g] +
-  itl_par[p] + itl_cfg[c]``, ``log prefill_s_per_token[c] = roof_prefill[c] + log_prefill_s_per_token +
+  itl_par[p] + itl_cfg[c]`` (the layout effect nested in its split kind, ``itl_par[p] =
+  itl_par_kind[kind of p] + itl_par_layout[p]``, so a new GPU count keeps what its kind showed),
+  ``log prefill_s_per_token[c] = roof_prefill[c] + log_prefill_s_per_token +
   prefill_gpu[g]``, ``itl_per_seq = itl_base · e^log_itl_per_seq_ratio``, ``log itl_ctx[c] =
-  roof_decode[c] + log_itl_ctx + ctx_gpu[g] + ctx_llm[l]`` (each decode step attends over the whole
+  roof_decode[c] + w_l + log_itl_ctx + ctx_gpu[g] + ctx_llm[l]`` (each decode step attends over the whole
   context, so runtime grows superlinearly with the output length; ``output`` is the log's output-token
-  limit), ``log itl_ctx2[c] = roof_decode[c] + log_itl_ctx2 + ctx2_llm[l]`` (the step's cost per squared
+  limit; ``w_l`` = :func:`wattscape.models.hardware.context_traffic_ratio`, the LLM's attention width per
+  weight, when ``context_layout`` is on), ``log itl_ctx2[c] = roof_decode[c] + w_l + log_itl_ctx2 +
+  ctx2_llm[l]`` (the step's cost per squared
   context token: the mean of (prompt + k)² over the decode steps), ``log prefill_attn[c] =
   roof_prefill[c] + a_l + log_prefill_attn + attn_llm[l] + attn_gpu[g]`` (attention over the prompt;
   ``a_l`` = :func:`wattscape.models.hardware.attention_score_ratio`, the LLM's attention-score elements
@@ -221,6 +225,18 @@ def _state_pooled_dev(
     return pm.Deterministic(name, value - loc[state], dims=dim)
 
 
+def _nested_effect(
+    cfg: Mapping[str, Any], name: str, parent: str, child: str, parent_index: np.ndarray, dim: str
+):
+    """Effect ``name`` (dims ``dim``) nested in a coarser factor: ``name[i] = parent[parent_index[i]] +
+    child[i]``, the parent effect from the prior ``cfg[parent]``, the level's deviation from the prior
+    ``cfg[name]`` created as ``child``; ``name`` itself is the deterministic total, so a fitted level reads
+    as it would flat."""
+    top = cfg[parent].create_variable(parent)
+    dev = cfg[name].create_variable(child)
+    return pm.Deterministic(name, top[np.asarray(parent_index, dtype=int)] + dev, dims=dim)
+
+
 def _card_effect(cfg: Mapping[str, Any], name: str, card_generation: np.ndarray):
     """Card effect ``name`` (dims gpu_model) nested in the GPU generation of each card.
 
@@ -228,9 +244,15 @@ def _card_effect(cfg: Mapping[str, Any], name: str, card_generation: np.ndarray)
     ``cfg["{name}_gen"]`` (dims gpu_generation), the card's deviation from the prior ``cfg[name]`` created
     as ``{name}_card``; ``name`` itself is the deterministic total, so a fitted card reads as before.
     """
-    gen = cfg[f"{name}_gen"].create_variable(f"{name}_gen")
-    card = cfg[name].create_variable(f"{name}_card")
-    return pm.Deterministic(name, gen[np.asarray(card_generation, dtype=int)] + card, dims=D.GPU_MODEL)
+    return _nested_effect(cfg, name, f"{name}_gen", f"{name}_card", card_generation, D.GPU_MODEL)
+
+
+def _parallel_kinds(layouts: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """The split kinds of parallel-layout labels (``"layer3"`` → ``"layer"``; sorted coords) and each
+    layout's index into them."""
+    kinds = [str(lab).rstrip("0123456789") for lab in layouts]
+    labels = sorted(set(kinds))
+    return labels, np.array([labels.index(k) for k in kinds], dtype=int)
 
 
 def _card_generations(cards: Sequence[str]) -> tuple[list[str], np.ndarray]:
@@ -254,6 +276,22 @@ def _config_attention(ds: xr.Dataset) -> np.ndarray:
             active = float(ds["config_params_b"].values[c])
         out.append(attention_score_ratio(llms[int(ds["config_llm"].values[c])], active))
     return np.array(out, dtype=float)
+
+
+def _config_context(ds: xr.Dataset) -> np.ndarray:
+    """(config,) log attention width per weight of each configuration's LLM (``context_traffic_ratio``)."""
+    from wattscape.models.hardware import context_traffic_ratio
+
+    llms = [str(v) for v in ds[D.LLM].values]
+    return np.array(
+        [
+            context_traffic_ratio(
+                llms[int(ds["config_llm"].values[c])], float(ds["config_params_b"].values[c])
+            )
+            for c in range(ds.sizes[D.CONFIG])
+        ],
+        dtype=float,
+    )
 
 
 def _config_rooflines(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -479,6 +517,7 @@ class PowerModel:
             )
         }
         coords[D.GPU_GENERATION], card_gen = _card_generations(coords[D.GPU_MODEL])
+        coords[D.PARALLEL_KIND], par_kind = _parallel_kinds(coords[D.PARALLEL])
         coords[D.SEGMENT] = np.arange(ds.sizes[D.SEGMENT])
         coords[D.RUN] = [str(r) for r in ds[D.RUN].values]
         coords["summary"] = np.arange(ds.sizes["summary"])
@@ -611,7 +650,7 @@ class PowerModel:
             itl_cfg = cfg["itl_cfg"].create_variable("itl_cfg")
             itl_llm = cfg["itl_llm"].create_variable("itl_llm")
             itl_gpu = _card_effect(cfg, "itl_gpu", card_gen)
-            itl_par = cfg["itl_par"].create_variable("itl_par")
+            itl_par = _nested_effect(cfg, "itl_par", "itl_par_kind", "itl_par_layout", par_kind, D.PARALLEL)
             roof_dec, roof_pf = _config_rooflines(ds)
             log_ratio = cfg["log_itl_per_seq_ratio"].create_variable("log_itl_per_seq_ratio")
             log_itl_cfg = pm.Deterministic(
@@ -631,11 +670,14 @@ class PowerModel:
             ctx_gpu = _card_effect(cfg, "ctx_gpu", card_gen)
             # s per step, per sequence, per context token; on the decode roofline, not on itl_base (relative
             # to that, the decode-step effects would move it too)
+            # the LLM's attention width per weight shifts the roofline of both context terms (a held-out
+            # LLM keeps what its layers and heads imply)
+            ctx_x = _config_context(ds) if cfg["context_layout"] else 0.0
             ctx_llm = cfg["ctx_llm"].create_variable("ctx_llm")
-            itl_ctx = pt.exp(roof_dec + log_ctx + ctx_gpu[c_gpu] + ctx_llm[c_llm])
+            itl_ctx = pt.exp(roof_dec + ctx_x + log_ctx + ctx_gpu[c_gpu] + ctx_llm[c_llm])
             log_ctx2 = cfg["log_itl_ctx2"].create_variable("log_itl_ctx2")
             ctx2_llm = cfg["ctx2_llm"].create_variable("ctx2_llm")
-            itl_ctx2 = pt.exp(roof_dec + log_ctx2 + ctx2_llm[c_llm])
+            itl_ctx2 = pt.exp(roof_dec + ctx_x + log_ctx2 + ctx2_llm[c_llm])
             log_pf_eff = cfg["log_prefill_s_per_token"].create_variable("log_prefill_s_per_token")
             pf_gpu = _card_effect(cfg, "prefill_gpu", card_gen)
             log_pf_tok = pm.Deterministic(
@@ -945,21 +987,39 @@ class PowerModel:
 
         return hyper("mu", 0.0) + hyper("sigma", 1.0) * rng.standard_normal(template.shape)
 
+    def _nested(
+        self,
+        post: xr.Dataset,
+        name: str,
+        dim: str,
+        level: str,
+        parent: tuple[str, str, str],
+        child: str,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """(draw,) nested effect ``name`` (:func:`_nested_effect`) at ``level``.
+
+        A fitted level reads its posterior.  A new one is its parent's effect (``parent`` = (variable, dim,
+        level): the posterior where the parent level was fitted, else a draw from the parents'
+        population) plus a draw of a level's deviation (sd ``{child}_sigma``).  Posteriors fitted before
+        the nesting have no parent variable: a new level then draws from the population of all levels, as
+        they were fitted.
+        """
+        top, top_dim, top_level = parent
+        if top not in post or level in [str(v) for v in post[name][dim].values]:
+            return self._effect(post, name, dim, level, rng)
+        return self._effect(post, top, top_dim, top_level, rng) + self._effect(
+            post, child, dim, level, rng, prior_key=name
+        )
+
     def _card(
         self, post: xr.Dataset, name: str, card: str, generation: str, rng: np.random.Generator
     ) -> np.ndarray:
-        """(draw,) card effect ``name`` (one of ``CARD_EFFECTS``) of ``card``, of GPU ``generation``.
-
-        A fitted card reads its posterior.  A new card is its generation's effect (posterior ``{name}_gen``
-        where the generation was fitted, else a draw from the generations' population) plus a draw of a
-        card's deviation (sd ``{name}_card_sigma``).  Posteriors fitted before the nesting have no
-        ``{name}_gen``: a new card then draws from the population of all cards, as they were fitted.
-        """
-        if f"{name}_gen" not in post or card in [str(v) for v in post[name][D.GPU_MODEL].values]:
-            return self._effect(post, name, D.GPU_MODEL, card, rng)
-        gen = self._effect(post, f"{name}_gen", D.GPU_GENERATION, generation, rng)
-        dev = self._effect(post, f"{name}_card", D.GPU_MODEL, card, rng, prior_key=name)
-        return gen + dev
+        """(draw,) card effect ``name`` (one of ``CARD_EFFECTS``) of ``card``, of GPU ``generation``: its
+        generation's effect ``{name}_gen`` plus the card's deviation ``{name}_card`` (:meth:`_nested`)."""
+        return self._nested(
+            post, name, D.GPU_MODEL, card, (f"{name}_gen", D.GPU_GENERATION, generation), f"{name}_card", rng
+        )
 
     def _group_dev(
         self, post: xr.Dataset, name: str, dim: str, cid: str, rng: np.random.Generator
@@ -997,7 +1057,12 @@ class PowerModel:
     def _config_quantities(self, config: ServingConfig, n_draws: int | None, seed: int) -> dict[str, Any]:
         """Per-draw arrays of one configuration (known levels reuse their effects, new ones draw)."""
         from wattscape.inference.stats import DEFAULT_PRECISION, config_covariates, config_id, parallel_label
-        from wattscape.models.hardware import attention_score_ratio, gpu_spec, latency_rooflines
+        from wattscape.models.hardware import (
+            attention_score_ratio,
+            context_traffic_ratio,
+            gpu_spec,
+            latency_rooflines,
+        )
 
         cfg = config.resolved()
         spec = gpu_spec(cfg.gpu_model)
@@ -1078,17 +1143,32 @@ class PowerModel:
                 + post["beta_itl"].transpose(D.DRAW, ...).values @ x
                 + eff("itl_llm", D.LLM, cfg.llm)
                 + card("itl_gpu")
-                + eff("itl_par", D.PARALLEL, par)
+                + self._nested(
+                    post,
+                    "itl_par",
+                    D.PARALLEL,
+                    par,
+                    ("itl_par_kind", D.PARALLEL_KIND, _parallel_kinds([par])[0][0]),
+                    "itl_par_layout",
+                    rng,
+                ).reshape(n)
                 + cfg_effect("itl_cfg").reshape(n)
             )
             log_pf = roof_pf + post["log_prefill_s_per_token"].values + card("prefill_gpu")
         itl_base = np.exp(log_itl)
-        log_ctx = roof_dec + post["log_itl_ctx"].values + card("ctx_gpu")
+        ctx_x = (
+            context_traffic_ratio(cfg.llm, float(cfg.params_b))
+            if self.model_config.get("context_layout", False)
+            else 0.0
+        )
+        log_ctx = roof_dec + ctx_x + post["log_itl_ctx"].values + card("ctx_gpu")
         if "ctx_llm" in post:  # absent from posteriors of package versions before it
             log_ctx = log_ctx + eff("ctx_llm", D.LLM, cfg.llm)
         itl_ctx2 = np.zeros(n)
         if "ctx2_llm" in post:
-            itl_ctx2 = np.exp(roof_dec + post["log_itl_ctx2"].values + eff("ctx2_llm", D.LLM, cfg.llm))
+            itl_ctx2 = np.exp(
+                roof_dec + ctx_x + post["log_itl_ctx2"].values + eff("ctx2_llm", D.LLM, cfg.llm)
+            )
         active = cfg.active_params_b if cfg.active_params_b and cfg.active_params_b > 0 else cfg.params_b
         layout = self.model_config["attention_layout"]
         log_attn = (

@@ -95,8 +95,9 @@ def llm_spec(name: str) -> dict:
     dict
         ``name`` (canonical), ``params_b`` (total parameters, billions), ``active_params_b`` (active per
         token, billions; equal to ``params_b`` for dense models), ``architecture`` (``"dense"`` or
-        ``"moe"``), ``n_layers`` and ``n_heads`` (transformer layers and attention query heads, from the
-        checkpoint's ``config.json``; NaN where the table has none) and ``source``.
+        ``"moe"``), ``n_layers``, ``n_heads`` and ``head_dim`` (transformer layers, attention query heads
+        and the width of one head, from the checkpoint's ``config.json``; NaN where the table has none) and
+        ``source``.
 
     Raises
     ------
@@ -111,5 +112,6 @@ def llm_spec(name: str) -> dict:
         "architecture": str(row["architecture"]),
         "n_layers": float(row["n_layers"]) if str(row["n_layers"]).strip() else float("nan"),
         "n_heads": float(row["n_heads"]) if str(row["n_heads"]).strip() else float("nan"),
+        "head_dim": float(row["head_dim"]) if str(row["head_dim"]).strip() else float("nan"),
         "source": str(row["source"]),
     }

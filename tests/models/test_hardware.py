@@ -134,6 +134,24 @@ def test_llm_table_agrees_with_mlenergy_params(shared_data):
         assert spec["active_params_b"] == pytest.approx(mle.loc[name, "active_params_b"])
 
 
+def test_context_traffic_ratio_known_answers():
+    from wattscape.models.hardware import context_traffic_ratio
+
+    # Llama-2-7B is the reference; Mixtral-8x7B: 32 layers x 32 heads x 128 over all 46.7 B weights
+    assert context_traffic_ratio("Llama-2-7b-chat-hf", 6.74) == pytest.approx(0.0, abs=1e-12)
+    assert context_traffic_ratio("Mixtral-8x7B-v0.1", 46.7) == pytest.approx(np.log(6.74 / 46.7))
+    # falcon-7b: 71 heads of 64
+    assert context_traffic_ratio("falcon-7b", 7.2) == pytest.approx(
+        np.log(32 * 71 * 64 / 7.2 / (32 * 32 * 128 / 6.74))
+    )
+    # unknown LLM, an LLM without layer/head counts, a missing or zero parameter count: the reference
+    assert context_traffic_ratio("no-such-llm-1b", 1.0) == 0.0
+    assert context_traffic_ratio("DeciLM-7B", 7.04) == 0.0
+    assert context_traffic_ratio("falcon-7b", float("nan")) == 0.0
+    assert context_traffic_ratio("falcon-7b", 0.0) == 0.0
+    assert np.isnan(llm_spec("DeciLM-7B")["head_dim"]) and llm_spec("falcon-40b")["head_dim"] == 64
+
+
 def test_attention_score_ratio_known_answers():
     from wattscape.models.hardware import attention_score_ratio
 

@@ -411,6 +411,73 @@ def test_a_new_llm_keeps_its_attention_layout(fitted):
     np.testing.assert_allclose(attn(off, "falcon-7b"), attn(off, "Llama-2-7b-chat-hf"))
 
 
+def test_layout_decode_effects_nest_in_the_split_kind(fitted):
+    """``itl_par`` of every fitted layout is its split kind's effect plus the layout's deviation."""
+    post = fitted.idata.posterior
+    layouts = [str(p) for p in post[D.PARALLEL].values]
+    assert post["itl_par_kind"].dims[-1] == D.PARALLEL_KIND and len(layouts) >= 2
+    for lab in layouts:
+        kind = lab.rstrip("0123456789")
+        parts = post["itl_par_kind"].sel({D.PARALLEL_KIND: kind}) + post["itl_par_layout"].sel(
+            {D.PARALLEL: lab}
+        )
+        np.testing.assert_allclose(post["itl_par"].sel({D.PARALLEL: lab}).values, parts.values, atol=1e-12)
+
+
+def test_a_new_layout_keeps_what_its_split_kind_showed():
+    """Known answer on a hand-made posterior: a new GPU count of a fitted split kind (layer4 beside a
+    fitted layer3) is that kind's effect plus a layout deviation of sd ``itl_par_layout_sigma``; a fitted
+    layout reads its own posterior; a new kind draws from the kinds' population (the prior's fixed sd);
+    a posterior fitted before the nesting draws from all layouts."""
+    import xarray as xr
+
+    n = 20_000
+    post = xr.Dataset(
+        {
+            "itl_par": ((D.DRAW, D.PARALLEL), np.tile([-0.1, 0.6], (n, 1))),
+            "itl_par_kind": ((D.DRAW, D.PARALLEL_KIND), np.tile([0.5, -0.05], (n, 1))),
+            "itl_par_layout_sigma": ((D.DRAW,), np.full(n, 0.1)),
+        },
+        coords={D.DRAW: np.arange(n), D.PARALLEL: ["none1", "layer3"], D.PARALLEL_KIND: ["layer", "none"]},
+    )
+    model, rng = PowerModel(), np.random.default_rng(0)
+
+    def effect(p, layout, kind):
+        return model._nested(
+            p, "itl_par", D.PARALLEL, layout, ("itl_par_kind", D.PARALLEL_KIND, kind), "itl_par_layout", rng
+        )
+
+    np.testing.assert_array_equal(effect(post, "layer3", "layer"), 0.6)
+    sibling = effect(post, "layer4", "layer")
+    assert abs(sibling.mean() - 0.5) < 0.01 and abs(sibling.std() - 0.1) < 0.005
+    stranger = effect(post, "tensor4", "tensor")
+    kind_sd = float(model.model_config["itl_par_kind"].parameters["sigma"])
+    assert abs(stranger.mean()) < 0.02 and abs(stranger.std() - np.hypot(kind_sd, 0.1)) < 0.02
+    old = post.drop_vars("itl_par_kind").rename({"itl_par_layout_sigma": "itl_par_sigma"})
+    flat = effect(old, "layer4", "layer")
+    assert abs(flat.mean()) < 0.01 and abs(flat.std() - 0.1) < 0.005
+
+
+def test_a_new_llm_keeps_its_context_width(fitted):
+    """Two LLMs the fit never saw, alike but for their attention width (Llama-2-70B 80 layers x 64 heads,
+    Llama-2-7B 32 x 32, both 128 wide; the same parameter count given here): with the same seed both
+    decode context costs differ by exactly 80·64 / (32·32); with ``context_layout`` off they are equal."""
+    import copy
+
+    def costs(model, llm):
+        cfg = ServingConfig(llm=llm, params_b=7.0, gpu_model="A100-SXM4-40GB", task="synthetic-bench:chat")
+        cp = model.config_params(cfg, n_draws=50, seed=3)
+        return cp["itl_ctx_s"].values, cp["itl_ctx2_s"].values
+
+    wide, narrow = costs(fitted, "Llama-2-70b-chat-hf"), costs(fitted, "Llama-2-7b-chat-hf")
+    for w, v in zip(wide, narrow, strict=True):
+        np.testing.assert_allclose(w / v, 80 * 64 / (32 * 32))
+    off = copy.copy(fitted)  # shares the posterior
+    off.model_config = {**fitted.model_config, "context_layout": False}
+    for w, v in zip(costs(off, "Llama-2-70b-chat-hf"), costs(off, "Llama-2-7b-chat-hf"), strict=True):
+        np.testing.assert_allclose(w, v)
+
+
 def test_a_new_card_keeps_its_generations_latency_effects(fitted):
     """A100-SXM4-80GB is not in the fit, its generation (ampere) is: its prompt-token cost is the roofline
     times the pooled efficiency, plus the ampere effect ``prefill_gpu_gen``, plus a card deviation of sd
