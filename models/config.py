@@ -131,8 +131,9 @@ def default_model_config() -> dict[str, Any]:
         # attention width per weight (hardware.context_traffic_ratio): a step reads its weights once and
         # the keys and values of every context token.  Without it the LLM effects carried the width
         # (full NUTS fit, ctx2_llm: Llama-2-7b/13b +1.1/+1.0, Mistral +0.4, Llama-2-70b -0.7, falcon-40b
-        # -0.6, Mixtral -4.5), and a held-out wide-weight LLM drew the narrow ones' cost (leave-Mixtral-out
-        # replayed its 2,139-token prompts at 2.6x their logged runtime, 0.65x with it).  With the layout
+        # -0.6, Mixtral -4.5), and a held-out LLM with little attention per weight drew the others' cost
+        # (leave-Mixtral-out replayed its 2,139-token prompts at 2.6x their logged runtime, 0.65x with this
+        # and the nesting of itl_par below).  With the layout
         # nesting of itl_par below, fast leave-one-LLM-out folds went from 12.4 % to 8.6 % (90 % coverage
         # 0.77 -> 0.92; python -m experiments.generalisation)
         "context_layout": True,
