@@ -25,7 +25,8 @@ from wattscape.inference import metrics as M
 from . import _style as S
 
 NAME = "baselines"
-#: First found is drawn: the NUTS-fold table (honest intervals), the fast-fold one, baselines only.
+#: First found is drawn: the current experiments' table, the NUTS-fold record of an earlier model,
+#: baselines only.
 INPUTS = ("accuracy.csv", "accuracy_nuts.csv", "accuracy_baselines.csv")
 METRICS = (
     ("energy_error_pct", "absolute energy error (%)", 3.0),
