@@ -6,7 +6,9 @@ run's logged workload is replayed through the generator (``--draws`` traces, the
 ``wattscape.inference.evaluate.default_generator`` = ``wattscape.generation.replay.replay_run``), and per
 scoring period (1 s and 30 s by default):
 
-- the per-draw run energies give the run energy's 5/25/50/75/95 % quantiles, whether the measured energy
+- the per-draw run energies (1,000 draws by default: a run's PIT then has a Monte Carlo se of at most
+  0.016, against 0.031 near an interval's edge at 200 draws, where runs within that of 0.25 or 0.75
+  flipped between seeds) give the run energy's 5/25/50/75/95 % quantiles, whether the measured energy
   lies in the central 50 % and 90 % intervals (``energy_in_50``/``energy_in_90``) and its PIT
   (``energy_pit`` = ``(#{draws < x} + ½·#{draws = x}) / n_draws``: uniform on [0, 1] when calibrated);
 - the pointwise 50 % / 90 % intervals of window power give the fraction of windows whose measured power
@@ -18,7 +20,7 @@ Writes ``results/calibration.csv`` (one row per run × period, ``method`` = ``mo
 
 Usage::
 
-    python -m experiments.calibration --cache catalog/fits            # all 13 runs, fast fits, 200 draws
+    python -m experiments.calibration --cache catalog/fits            # all 13 runs, fast fits, 1,000 draws
     python -m experiments.calibration --fit nuts --cache catalog/fits
     python -m experiments.calibration --quick                          # CI-sized: 3 runs, 20 draws
 """
@@ -74,7 +76,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m experiments.calibration", description=__doc__.splitlines()[0])
     p.add_argument("--catalog", help="catalog path (default: energy-inference in the shared data)")
     p.add_argument("--fit", choices=C.FIT_MODES, default="fast", help="fit mode of the held-out fits")
-    p.add_argument("--draws", type=int, default=200, help="posterior-predictive draws per run")
+    p.add_argument("--draws", type=int, default=1000, help="posterior-predictive draws per run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--periods", nargs="+", type=float, default=[1.0, 30.0], help="window lengths, s")
     p.add_argument("--runs", nargs="+", help="only these held-out runs")
