@@ -7,11 +7,21 @@ bulk/tail, divergences and min BFMI.
 
 Usage::
 
-    python benchmarks/fit.py [--sampler numpyro] [--draws 1000 --tune 1000 --chains 2]
+    python benchmarks/fit.py [--sampler numpyro] [--draws 1000 --tune 1000 --chains 2] [--seed 0]
                              [--out results/posterior_full.nc] [--ship]
+    python benchmarks/fit.py --merge A.nc B.nc [--out results/posterior_full.nc] [--ship]
 
-``--ship`` also writes a thinned copy (``--ship-draws`` per chain) to ``wattscape/data/posterior/`` for the
-demo.  Writes ``results/benchmarks_fit.csv`` and ``.md`` and prints the row.
+``--ship`` also writes a thinned copy (``--ship-draws`` draws in all) to ``wattscape/data/posterior/`` for
+the demo.  ``--merge`` fits nothing: it combines the chains of saved fits of this model on the same data
+(other seeds, other machines; :func:`wattscape.inference.fit.combine_chains`) and reports and ships the
+result as a fit (its times: the parts' sums).  Writes ``results/benchmarks_fit.csv`` and ``.md`` and prints
+the row.
+
+The shipped posterior: two runs of two chains each, combined (four chains)::
+
+    python benchmarks/fit.py --seed 0 --out catalog/posterior_s0.nc
+    python benchmarks/fit.py --seed 1 --out catalog/posterior_s1.nc
+    python benchmarks/fit.py --merge catalog/posterior_s0.nc catalog/posterior_s1.nc --ship
 """
 
 from __future__ import annotations
@@ -38,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--catalog", default=None, help="catalog folder (default: built under catalog/)")
     parser.add_argument("--out", default=str(ROOT / "results" / "posterior_full.nc"))
     parser.add_argument("--ship", action="store_true", help="also write the thinned demo posterior")
-    parser.add_argument("--ship-draws", type=int, default=100)
+    parser.add_argument("--ship-draws", type=int, default=200, help="draws of the shipped copy, all chains")
+    parser.add_argument("--merge", nargs="+", metavar="FIT", help="combine the chains of these saved fits")
     args = parser.parse_args(argv)
     if args.sampler == "numpyro":
         from wattscape.inference.fit import set_host_devices
@@ -56,35 +67,51 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(
         ["python", "benchmarks/fit.py", *(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))]
     )
-    catalog = full_catalog(args.catalog)
-    t0 = time.perf_counter()
-    fd = fit_data_from_catalog(catalog, progress=False)
-    t_reduce = time.perf_counter() - t0
-    model = PowerModel()
-    load0 = os.getloadavg()
-    cpu0, t1 = time.process_time(), time.perf_counter()
-    model.fit(
-        fd,
-        sampler=args.sampler,
-        draws=args.draws,
-        tune=args.tune,
-        chains=args.chains,
-        random_seed=args.seed,
-        progressbar=True,
-    )
-    wall, cpu = time.perf_counter() - t1, time.process_time() - cpu0
-    load1 = os.getloadavg()
+    if args.merge:
+        from wattscape.inference.fit import combine_chains
+
+        parts = [PowerModel.load(path).idata for path in args.merge]  # refuses another model id
+        model = PowerModel.from_idata(combine_chains(parts, sources=args.merge))
+        fit_ds = model.fit_data
+        t_reduce, load0, load1 = float("nan"), os.getloadavg(), os.getloadavg()
+        wall = float(model.idata.attrs.get("sampling_time_s", float("nan")))
+        cpu = float("nan")
+        sampler = str(model.idata.attrs.get("sampler", args.sampler))
+        chains, draws = model.posterior.sizes["chain"], model.posterior.sizes["draw"]
+        tune = int(model.idata.attrs.get("tuning_steps", args.tune))
+    else:
+        catalog = full_catalog(args.catalog)
+        t0 = time.perf_counter()
+        fd = fit_data_from_catalog(catalog, progress=False)
+        t_reduce = time.perf_counter() - t0
+        model = PowerModel()
+        load0 = os.getloadavg()
+        cpu0, t1 = time.process_time(), time.perf_counter()
+        model.fit(
+            fd,
+            sampler=args.sampler,
+            draws=args.draws,
+            tune=args.tune,
+            chains=args.chains,
+            random_seed=args.seed,
+            progressbar=True,
+        )
+        wall, cpu = time.perf_counter() - t1, time.process_time() - cpu0
+        load1 = os.getloadavg()
+        fit_ds = fd.ds
+        sampler, chains, draws, tune = args.sampler, args.chains, args.draws, args.tune
     out = model.save(args.out)
     diag = save_diagnostics(model.idata, out)
     row = {
-        "sampler": args.sampler,
-        "chains": args.chains,
-        "draws": args.draws,
-        "tune": args.tune,
-        "runs": fd.ds.sizes["run"],
-        "segments": fd.ds.sizes["segment"],
-        "summaries": fd.ds.sizes["summary"],
-        "configs": fd.ds.sizes["config"],
+        "sampler": sampler,
+        "chains": chains,
+        "draws": draws,
+        "tune": tune,
+        "merged_from": " ".join(args.merge or []),
+        "runs": fit_ds.sizes["run"],
+        "segments": fit_ds.sizes["segment"],
+        "summaries": fit_ds.sizes["summary"],
+        "configs": fit_ds.sizes["config"],
         "parameters": diag["n_parameters"],
         "reduce_s": round(t_reduce, 1),
         "fit_wall_s": round(wall, 1),
@@ -102,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.ship:
         idata = model.idata
-        thin = idata.posterior.sizes["draw"] // args.ship_draws
+        # --ship-draws in all, spread over the chains
+        thin = idata.posterior.sizes["draw"] * idata.posterior.sizes["chain"] // args.ship_draws
         small = PowerModel.from_idata(idata)
         keep = {g: idata[g] for g in ("posterior", "fit_data")}
         import arviz as az

@@ -159,6 +159,83 @@ def sample(
     return idata
 
 
+#: Groups of ``InferenceData`` that carry one entry per chain; :func:`combine_chains` stacks them.
+CHAIN_GROUPS = ("posterior", "sample_stats")
+
+
+def combine_chains(parts, sources=None) -> az.InferenceData:
+    """Chains of separate sampling runs of one model on the same data, as one ``InferenceData``.
+
+    Runs with other seeds (or on other machines) add chains: more of the posterior explored, and r̂ / ESS
+    computed across all of them.  ``arviz.concat(..., dim="chain")`` needs a ``chain`` dim in every group,
+    which ``fit_data`` has not, so the chain groups are stacked here and the rest kept once.
+
+    Parameters
+    ----------
+    parts : sequence of az.InferenceData
+        Two or more fits.  Their ``model_id`` attrs must agree, and every group without chains
+        (``fit_data``) must be identical.
+    sources : sequence of str, optional
+        Names of the parts (their files) for error messages.
+
+    Returns
+    -------
+    az.InferenceData
+        ``posterior`` and ``sample_stats`` concatenated along ``chain`` (chains renumbered 0..n-1), the other
+        groups and the attrs of the first part, plus ``combined_from`` (each part's source and chains) and
+        ``sampling_time_s`` (the sum of the parts').
+
+    Raises
+    ------
+    ValueError
+        Fewer than two parts, another model id, other fit data, a missing chain group, or a different number
+        of draws, naming the part.
+    """
+    import json
+
+    import numpy as np
+    import xarray as xr
+
+    parts = list(parts)
+    names = list(sources) if sources is not None else [f"part {k}" for k in range(len(parts))]
+    if len(parts) < 2:
+        raise ValueError(f"combine_chains needs two or more fits, got {len(parts)}")
+    first = parts[0]
+    for name, part in zip(names[1:], parts[1:], strict=True):
+        if part.attrs.get("model_id") != first.attrs.get("model_id"):
+            raise ValueError(
+                f"{name}: model id {part.attrs.get('model_id')!r} differs from {names[0]}'s "
+                f"{first.attrs.get('model_id')!r}"
+            )
+        for group in first.groups():
+            if group in CHAIN_GROUPS:
+                continue
+            if group not in part.groups() or not part[group].equals(first[group]):
+                raise ValueError(f"{name}: its {group!r} differs from {names[0]}'s (another data set?)")
+    stacked = {}
+    for group in CHAIN_GROUPS:
+        pieces, start = [], 0
+        for name, part in zip(names, parts, strict=True):
+            if group not in part.groups():
+                raise ValueError(f"{name}: no {group!r} group")
+            ds = part[group]
+            if ds.sizes["draw"] != first[group].sizes["draw"]:
+                want = first[group].sizes["draw"]
+                raise ValueError(f"{name}: {ds.sizes['draw']} draws in {group!r}, {names[0]} has {want}")
+            n = ds.sizes["chain"]
+            pieces.append(ds.assign_coords(chain=np.arange(start, start + n)))
+            start += n
+        stacked[group] = xr.concat(pieces, dim="chain", combine_attrs="drop_conflicts")
+    others = {g: first[g] for g in first.groups() if g not in CHAIN_GROUPS}
+    out = az.InferenceData(**stacked, **others)
+    out.attrs.update(first.attrs)
+    out.attrs["combined_from"] = json.dumps(
+        [{"source": n, "chains": p.posterior.sizes["chain"]} for n, p in zip(names, parts, strict=True)]
+    )
+    out.attrs["sampling_time_s"] = round(sum(float(p.attrs.get("sampling_time_s", 0.0)) for p in parts), 2)
+    return out
+
+
 def _advi_scale(params):
     """The Cholesky factor of the Gaussian's covariance: ``diag(exp(log_sd))`` (mean-field, ``off`` None)
     plus the strictly lower triangle of ``off`` (full rank)."""

@@ -192,3 +192,49 @@ def test_widest_directions_find_a_shared_component():
     assert wide["sd"].iloc[0] == pytest.approx(np.sqrt(1 + 1 / 1.04), rel=0.01)
     assert set(wide["loadings"].iloc[0].replace("-", "+").split(", ")) == {"a +0.71", "b +0.71"}
     assert wide["sd"].iloc[1] == pytest.approx(1.0, rel=0.02)
+
+
+def _fit_like(seed: int, chains: int = 2, draws: int = 5, model_id: str = "m1", data=(0.0, 1.0, 2.0)):
+    import arviz as az
+
+    r = np.random.default_rng(seed)
+    idata = az.from_dict(
+        posterior={"a": r.normal(size=(chains, draws)), "b": r.normal(size=(chains, draws, 3))},
+        sample_stats={"diverging": np.zeros((chains, draws), bool)},
+    )
+    idata.add_groups(fit_data=xr.Dataset({"x": ("k", np.asarray(data))}))
+    idata.attrs.update({"model_id": model_id, "sampling_time_s": 10.0 + seed})
+    return idata
+
+
+def test_combine_chains_stacks_the_chains_of_separate_fits():
+    """Two fits of two chains each: four chains, renumbered, every draw where it was; the data kept once;
+    the sampling times summed; the parts named."""
+    from wattscape.inference.fit import combine_chains
+
+    a, b = _fit_like(0), _fit_like(1)
+    out = combine_chains([a, b], sources=["a.nc", "b.nc"])
+    assert out.posterior.sizes["chain"] == 4 and out.sample_stats.sizes["chain"] == 4
+    np.testing.assert_array_equal(out.posterior.chain.values, [0, 1, 2, 3])
+    np.testing.assert_array_equal(out.posterior["a"].values[:2], a.posterior["a"].values)
+    np.testing.assert_array_equal(out.posterior["b"].values[2:], b.posterior["b"].values)
+    assert out.fit_data.equals(a.fit_data)
+    assert out.attrs["model_id"] == "m1" and out.attrs["sampling_time_s"] == 21.0
+    assert [p["source"] for p in json.loads(out.attrs["combined_from"])] == ["a.nc", "b.nc"]
+
+
+@pytest.mark.parametrize(
+    ("other", "message"),
+    [
+        (dict(model_id="m2"), "b.nc: model id 'm2'"),
+        (dict(data=(0.0, 1.0, 3.0)), "b.nc: its 'fit_data' differs"),
+        (dict(draws=6), "b.nc: 6 draws in 'posterior'"),
+    ],
+)
+def test_combine_chains_refuses_fits_of_another_model_or_data(other, message):
+    from wattscape.inference.fit import combine_chains
+
+    with pytest.raises(ValueError, match=message):
+        combine_chains([_fit_like(0), _fit_like(1, **other)], sources=["a.nc", "b.nc"])
+    with pytest.raises(ValueError, match="two or more"):
+        combine_chains([_fit_like(0)])
