@@ -7,13 +7,16 @@ numpyro runs chains in parallel on CPU devices when JAX was started with enough 
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import warnings
 from typing import Any
 
 import arviz as az
+import numpy as np
 import pymc as pm
+import xarray as xr
 
 SAMPLERS = ("numpyro", "nutpie", "pymc", "fast")
 #: Reparameterised draws per step of the fast path's ELBO gradient (PyMC's ADVI default too).  On the
@@ -191,11 +194,6 @@ def combine_chains(parts, sources=None) -> az.InferenceData:
         Fewer than two parts, another model id, other fit data, a missing chain group, or a different number
         of draws, naming the part.
     """
-    import json
-
-    import numpy as np
-    import xarray as xr
-
     parts = list(parts)
     names = list(sources) if sources is not None else [f"part {k}" for k in range(len(parts))]
     if len(parts) < 2:
