@@ -17,6 +17,7 @@ import arviz as az
 import numpy as np
 import pymc as pm
 import xarray as xr
+from wattscape.models import dims as D
 
 SAMPLERS = ("numpyro", "nutpie", "pymc", "fast")
 #: Reparameterised draws per step of the fast path's ELBO gradient (PyMC's ADVI default too).  On the
@@ -217,18 +218,18 @@ def combine_chains(parts, sources=None) -> az.InferenceData:
             if group not in part.groups():
                 raise ValueError(f"{name}: no {group!r} group")
             ds = part[group]
-            if ds.sizes["draw"] != first[group].sizes["draw"]:
-                want = first[group].sizes["draw"]
-                raise ValueError(f"{name}: {ds.sizes['draw']} draws in {group!r}, {names[0]} has {want}")
-            n = ds.sizes["chain"]
-            pieces.append(ds.assign_coords(chain=np.arange(start, start + n)))
+            got, want = ds.sizes[D.DRAW], first[group].sizes[D.DRAW]
+            if got != want:
+                raise ValueError(f"{name}: {got} draws in {group!r}, {names[0]} has {want}")
+            n = ds.sizes[D.CHAIN]
+            pieces.append(ds.assign_coords({D.CHAIN: np.arange(start, start + n)}))
             start += n
-        stacked[group] = xr.concat(pieces, dim="chain", combine_attrs="drop_conflicts")
+        stacked[group] = xr.concat(pieces, dim=D.CHAIN, combine_attrs="drop_conflicts")
     others = {g: first[g] for g in first.groups() if g not in CHAIN_GROUPS}
     out = az.InferenceData(**stacked, **others)
     out.attrs.update(first.attrs)
     out.attrs["combined_from"] = json.dumps(
-        [{"source": n, "chains": p.posterior.sizes["chain"]} for n, p in zip(names, parts, strict=True)]
+        [{"source": n, "chains": p.posterior.sizes[D.CHAIN]} for n, p in zip(names, parts, strict=True)]
     )
     out.attrs["sampling_time_s"] = round(sum(float(p.attrs.get("sampling_time_s", 0.0)) for p in parts), 2)
     return out
