@@ -259,16 +259,7 @@ def attention_score_ratio(llm: str, active_params_b: float) -> float:
     active_params_b : float
         Active parameters per token, billions.
     """
-    from .llm_specs import llm_spec
-
-    try:
-        spec = llm_spec(llm)
-    except KeyError:
-        return 0.0
-    lh = spec["n_layers"] * spec["n_heads"]
-    if not (np.isfinite(lh) and np.isfinite(active_params_b) and active_params_b > 0):
-        return 0.0
-    return float(np.log(lh / active_params_b) - np.log(ATTENTION_REF))
+    return _log_size_per_param(llm, ("n_layers", "n_heads"), active_params_b, ATTENTION_REF)
 
 
 #: Attention width per weight of Llama-2-7B (32 layers × 32 heads × 128 / 6.74 B): the reference of
@@ -296,16 +287,23 @@ def context_traffic_ratio(llm: str, params_b: float) -> float:
     params_b : float
         Total parameters, billions.
     """
+    return _log_size_per_param(llm, ("n_layers", "n_heads", "head_dim"), params_b, CONTEXT_REF)
+
+
+def _log_size_per_param(llm: str, fields: tuple[str, ...], params_b: float, ref: float) -> float:
+    """``log(Π llm_spec(llm)[f] / params_b) − log(ref)``; 0 for an unknown LLM, a missing field or
+    non-positive ``params_b`` (the shared body of :func:`attention_score_ratio` and
+    :func:`context_traffic_ratio`)."""
     from .llm_specs import llm_spec
 
     try:
         spec = llm_spec(llm)
     except KeyError:
         return 0.0
-    width = spec["n_layers"] * spec["n_heads"] * spec["head_dim"]
-    if not (np.isfinite(width) and np.isfinite(params_b) and params_b > 0):
+    size = float(np.prod([spec[f] for f in fields]))
+    if not (np.isfinite(size) and np.isfinite(params_b) and params_b > 0):
         return 0.0
-    return float(np.log(width / params_b) - np.log(CONTEXT_REF))
+    return float(np.log(size / params_b) - np.log(ref))
 
 
 def latency_rooflines(

@@ -109,6 +109,7 @@ from .config import (
     meter_window_s,
     model_config_from,
 )
+from .hardware import attention_score_ratio, context_traffic_ratio
 from .params import validate_config_params
 
 _TINY = 1e-4
@@ -264,34 +265,17 @@ def _card_generations(cards: Sequence[str]) -> tuple[list[str], np.ndarray]:
     return labels, np.array([labels.index(g) for g in gens], dtype=int)
 
 
-def _config_attention(ds: xr.Dataset) -> np.ndarray:
-    """(config,) log attention-score ratio of each configuration's LLM (``attention_score_ratio``)."""
-    from wattscape.models.hardware import attention_score_ratio
-
+def _config_llm_ratio(ds: xr.Dataset, ratio, *, active: bool) -> np.ndarray:
+    """(config,) ``ratio(llm, params_b)`` of each configuration's LLM (``hardware.attention_score_ratio``,
+    ``hardware.context_traffic_ratio``), with its active parameters when ``active`` (its total where it has
+    none), else its total parameters."""
     llms = [str(v) for v in ds[D.LLM].values]
-    out = []
-    for c in range(ds.sizes[D.CONFIG]):
-        active = float(ds["config_active_params_b"].values[c])
-        if not (np.isfinite(active) and active > 0):
-            active = float(ds["config_params_b"].values[c])
-        out.append(attention_score_ratio(llms[int(ds["config_llm"].values[c])], active))
-    return np.array(out, dtype=float)
-
-
-def _config_context(ds: xr.Dataset) -> np.ndarray:
-    """(config,) log attention width per weight of each configuration's LLM (``context_traffic_ratio``)."""
-    from wattscape.models.hardware import context_traffic_ratio
-
-    llms = [str(v) for v in ds[D.LLM].values]
-    return np.array(
-        [
-            context_traffic_ratio(
-                llms[int(ds["config_llm"].values[c])], float(ds["config_params_b"].values[c])
-            )
-            for c in range(ds.sizes[D.CONFIG])
-        ],
-        dtype=float,
-    )
+    params = ds["config_params_b"].values.astype(float)
+    if active:
+        act = ds["config_active_params_b"].values.astype(float)
+        params = np.where(np.isfinite(act) & (act > 0), act, params)
+    pairs = zip(ds["config_llm"].values, params, strict=True)
+    return np.array([ratio(llms[int(i)], float(b)) for i, b in pairs], dtype=float)
 
 
 def _config_rooflines(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -672,7 +656,9 @@ class PowerModel:
             # to that, the decode-step effects would move it too)
             # the LLM's attention width per weight shifts the roofline of both context terms (a held-out
             # LLM keeps what its layers and heads imply)
-            ctx_x = _config_context(ds) if cfg["context_layout"] else 0.0
+            ctx_x = 0.0
+            if cfg["context_layout"]:
+                ctx_x = _config_llm_ratio(ds, context_traffic_ratio, active=False)
             ctx_llm = cfg["ctx_llm"].create_variable("ctx_llm")
             itl_ctx = pt.exp(roof_dec + ctx_x + log_ctx + ctx_gpu[c_gpu] + ctx_llm[c_llm])
             log_ctx2 = cfg["log_itl_ctx2"].create_variable("log_itl_ctx2")
@@ -691,7 +677,9 @@ class PowerModel:
             # effects of the two terms traded against each other (full fit: r̂ 1.3 on prefill_gpu)
             # the LLM's attention-score elements per active parameter shift the roofline (a held-out LLM
             # keeps what its layers and heads imply)
-            attn_x = _config_attention(ds) if cfg["attention_layout"] else 0.0
+            attn_x = 0.0
+            if cfg["attention_layout"]:
+                attn_x = _config_llm_ratio(ds, attention_score_ratio, active=True)
             log_pf_attn = roof_pf + attn_x + log_attn + attn_llm[c_llm] + attn_gpu[c_gpu]
             log_pf_over = cfg["log_prefill_overhead_s"].create_variable("log_prefill_overhead_s")
             dwell_sigma = cfg["dwell_sigma"].create_variable("dwell_sigma")
@@ -1057,12 +1045,7 @@ class PowerModel:
     def _config_quantities(self, config: ServingConfig, n_draws: int | None, seed: int) -> dict[str, Any]:
         """Per-draw arrays of one configuration (known levels reuse their effects, new ones draw)."""
         from wattscape.inference.stats import DEFAULT_PRECISION, config_covariates, config_id, parallel_label
-        from wattscape.models.hardware import (
-            attention_score_ratio,
-            context_traffic_ratio,
-            gpu_spec,
-            latency_rooflines,
-        )
+        from wattscape.models.hardware import gpu_spec, latency_rooflines
 
         cfg = config.resolved()
         spec = gpu_spec(cfg.gpu_model)
