@@ -159,7 +159,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fit", choices=C.FIT_MODES, default="fast", help="how the folds are fitted")
     p.add_argument("--cache", help="folder of cached fold fits (experiments.accuracy's)")
     p.add_argument("--runs", nargs="+", help="only these runs")
-    p.add_argument("--draws", type=int, default=100, help="posterior-predictive draws (accuracy's default)")
+    p.add_argument("--draws", type=int, default=100, help="posterior-predictive draws (pairs: its square)")
     p.add_argument("--param-draws", type=int, default=5, help="parameter draws of the process-only ceiling")
     p.add_argument("--process-draws", type=int, default=20, help="replays per parameter draw")
     p.add_argument("--seed", type=int, default=0, help="base seed (accuracy's --seed)")

@@ -194,3 +194,14 @@ def test_fold_log_calls_drop_a_held_out_group_and_key_the_cache():
     assert full == C.log_calls_fingerprint(calls.iloc[::-1])  # order-free
     assert full != C.log_calls_fingerprint(calls.iloc[:2])
     assert C.log_calls_fingerprint(None) == C.log_calls_fingerprint(calls.iloc[:0]) == "none"
+
+
+def test_the_held_out_experiments_draw_alike_by_default():
+    """accuracy, generalisation and calibration score a held-out run on the same number of draws by
+    default (``C.HELD_OUT_DRAWS``), so their energy medians carry the same Monte Carlo error."""
+    from experiments import accuracy, calibration, generalisation
+
+    assert C.HELD_OUT_DRAWS >= 1000
+    for module in (accuracy, generalisation, calibration):
+        assert module.parse_args([]).draws == C.HELD_OUT_DRAWS, module.__name__
+        assert module.parse_args(["--draws", "7"]).draws == 7
