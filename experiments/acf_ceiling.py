@@ -119,7 +119,8 @@ def markdown(table: pd.DataFrame, *, fit: str, notes: Sequence[str], timings: di
     body = [
         f"ACF R² of each held-out run (leave-one-run-out folds, `--fit {fit}`, 1 s means, lags 1-60) beside "
         "what the model's own draws reach against each other (formulas: module docstring of "
-        "`experiments/acf_ceiling.py`).  `acf_r2` is PROTOCOL.md's figure, as in `results/accuracy.md`.\n",
+        "`experiments/acf_ceiling.py`).  `acf_r2` is PROTOCOL.md's figure, scored as `results/accuracy.md` "
+        "scores it, on these draws.\n",
     ]
     if not len(table):
         return "\n".join([*body, "No run could be scored.\n", *C.report_footer(notes, timings)])
@@ -159,7 +160,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fit", choices=C.FIT_MODES, default="fast", help="how the folds are fitted")
     p.add_argument("--cache", help="folder of cached fold fits (experiments.accuracy's)")
     p.add_argument("--runs", nargs="+", help="only these runs")
-    p.add_argument("--draws", type=int, default=100, help="posterior-predictive draws (pairs: its square)")
+    p.add_argument("--draws", type=int, default=100, help="posterior-predictive draws (all pairs are scored)")
     p.add_argument("--param-draws", type=int, default=5, help="parameter draws of the process-only ceiling")
     p.add_argument("--process-draws", type=int, default=20, help="replays per parameter draw")
     p.add_argument("--seed", type=int, default=0, help="base seed (accuracy's --seed)")
