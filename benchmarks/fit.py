@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
     from wattscape.inference.diagnostics import save_diagnostics
     from wattscape.inference.stats import fit_data_from_catalog
+    from wattscape.models import dims as D
     from wattscape.models.hierarchical import PowerModel
 
     from experiments._common import write_result
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         wall = float(model.idata.attrs.get("sampling_time_s", float("nan")))
         cpu = float("nan")
         sampler = str(model.idata.attrs.get("sampler", args.sampler))
-        chains, draws = model.posterior.sizes["chain"], model.posterior.sizes["draw"]
+        chains, draws = model.posterior.sizes[D.CHAIN], model.posterior.sizes[D.DRAW]
         tune = int(model.idata.attrs.get("tuning_steps", args.tune))
     else:
         catalog = full_catalog(args.catalog)
@@ -130,12 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.ship:
         idata = model.idata
         # --ship-draws in all, spread over the chains
-        thin = idata.posterior.sizes["draw"] * idata.posterior.sizes["chain"] // args.ship_draws
+        thin = idata.posterior.sizes[D.DRAW] * idata.posterior.sizes[D.CHAIN] // args.ship_draws
         small = PowerModel.from_idata(idata)
         keep = {g: idata[g] for g in ("posterior", "fit_data")}
         import arviz as az
 
-        keep["posterior"] = keep["posterior"].isel(draw=slice(None, None, max(thin, 1)))
+        keep["posterior"] = keep["posterior"].isel({D.DRAW: slice(None, None, max(thin, 1))})
         small.idata = az.InferenceData(**keep)
         small.idata.attrs.update(idata.attrs)
         SHIPPED.parent.mkdir(parents=True, exist_ok=True)
