@@ -15,12 +15,19 @@ draws' ACF exactly.  For each run with a log, this script takes the leave-one-ru
 - ``ceiling_process``: the same with the parameters held at one posterior draw, so only the process
   varies (median over ``--param-draws`` parameter draws of ``--process-draws`` replays each);
 - ``acf_ss``: ``Σ_k (a_x[k] − mean_k a_x)²``, the denominator of ACF R²; a flat measured ACF (small) turns
-  a small difference into a very negative R².
+  a small difference into a very negative R²;
+- ``measured_halves`` and ``measured_parts``: no model at all, the measured run against itself
+  (:func:`~wattscape.inference.metrics.acf_r2_between_parts`): the ACF R² of its first half against its
+  second half and back (median of the two), and the same over consecutive ``--part-s`` stretches (default
+  150 s, about the length of the short runs: every ordered pair, median as for the ceiling).  Empty where
+  the run holds fewer than 2 parts of at least ``2 × 60`` windows (halves) or of ``--part-s`` (parts).
 
 A run whose ``acf_r2`` is near its ``ceiling`` is as close to the measured ACF as the model's draws are to
 each other: the gap to 1 is the model's own draw-to-draw spread, not a shape error.  ``ceiling`` well below
 ``ceiling_process`` says the spread comes from the parameters (a held-out run's configuration and run
-effects); near it, from the process itself (few calls, so each draw's segment levels set its ACF).
+effects); near it, from the process itself (few calls, so each draw's segment levels set its ACF).  A
+run whose measured stretches score low against each other has no ACF that carries from one stretch to the
+next: its ACF R² judges whether a replay reproduces the slow level changes of that one timeline.
 
 Usage::
 
@@ -56,7 +63,11 @@ COLUMNS = (
     "ceiling",
     "ceiling_process",
     "acf_ss",
+    "measured_halves",
+    "measured_parts",
 )
+#: Shortest half (windows) for ``measured_halves``: twice the largest ACF lag.
+MIN_HALF = 2 * M.ACF_MAX_LAG
 
 
 # --- one run -----------------------------------------------------------------------------------------
@@ -64,9 +75,16 @@ def _series(power, n_gpus: int, period_s: float):
     return M.prepare_series(power, period_s=period_s, n_gpus=n_gpus)
 
 
+def _self_agreement(x: np.ndarray, part_len: int, min_len: int) -> float:
+    """``acf_r2_between_parts`` of ``x``; NaN when 2 parts of at least ``min_len`` do not fit."""
+    if part_len < min_len or x.size < 2 * part_len:
+        return float("nan")
+    return M.acf_r2_between_parts(x, part_len)
+
+
 def run_row(
     model, run, requests: pd.DataFrame, *, n_draws: int, seed: int, param_draws: int, process_draws: int,
-    period_s: float = 1.0,
+    period_s: float = 1.0, part_s: float = 150.0,
 ) -> dict:
     """The row of one run (module docstring): ``run`` already cut to its workload window.
 
@@ -110,11 +128,19 @@ def run_row(
         "ceiling": M.acf_r2_ceiling(yv),
         "ceiling_process": float(np.median(process)),
         "acf_ss": float(((ax - ax.mean()) ** 2).sum()),
+        "measured_halves": _self_agreement(xv, xv.size // 2, MIN_HALF),
+        "measured_parts": _self_agreement(xv, round(part_s / period_s), M.ACF_MAX_LAG + 2),
     }
 
 
 # --- report ------------------------------------------------------------------------------------------
-def markdown(table: pd.DataFrame, *, fit: str, notes: Sequence[str], timings: dict) -> str:
+def _cell(v: float) -> str:
+    return "" if not np.isfinite(v) else f"{v:.3f}"
+
+
+def markdown(
+    table: pd.DataFrame, *, fit: str, notes: Sequence[str], timings: dict, part_s: float = 150.0
+) -> str:
     """Per-run table, medians and a reading generated from the numbers."""
     body = [
         f"ACF R² of each held-out run (leave-one-run-out folds, `--fit {fit}`, 1 s means, lags 1-60) beside "
@@ -126,15 +152,18 @@ def markdown(table: pd.DataFrame, *, fit: str, notes: Sequence[str], timings: di
         return "\n".join([*body, "No run could be scored.\n", *C.report_footer(notes, timings)])
     lines = [
         "| run_id | windows | ACF R² (per draw) | R² of median ACF | ceiling | ceiling, process only | "
-        "Σ(a_x − mean)² |",
-        "|---|" + "---:|" * 6,
+        f"Σ(a_x − mean)² | measured: half vs half | measured: {part_s:g} s parts |",
+        "|---|" + "---:|" * 8,
     ]
+    own = ("measured_halves", "measured_parts")
     cols = ("acf_r2", "acf_r2_median_acf", "ceiling", "ceiling_process")
     for _, r in table.iterrows():
         vals = " | ".join(f"{r[c]:.3f}" for c in cols)
-        lines.append(f"| {r['run_id']} | {r['n_windows']} | {vals} | {r['acf_ss']:.3f} |")
-    med = {c: float(table[c].median()) for c in cols}
-    lines.append("| **median** | | " + " | ".join(f"{med[c]:.3f}" for c in cols) + " | |")
+        mine = " | ".join(_cell(float(r[c])) for c in own)
+        lines.append(f"| {r['run_id']} | {r['n_windows']} | {vals} | {r['acf_ss']:.3f} | {mine} |")
+    med = {c: float(table[c].median()) for c in (*cols, *own)}
+    medians = " | ".join(f"{med[c]:.3f}" for c in cols)
+    lines.append(f"| **median** | | {medians} | | " + " | ".join(_cell(med[c]) for c in own) + " |")
     reach = {c: int((table[c] >= TARGET).sum()) for c in cols}
     n = len(table)
     near = int((table["acf_r2"] >= table["ceiling"] - 0.05).sum())
@@ -149,6 +178,21 @@ def markdown(table: pd.DataFrame, *, fit: str, notes: Sequence[str], timings: di
         "spread, not a shape error.  A median ceiling below the target says that even a correct model with "
         "this spread would not reach it on these runs."
     )
+    split = table.dropna(subset=["measured_halves"])
+    if len(split):
+        low = int((split["measured_halves"] < TARGET).sum())
+        lo, hi = (_cell(float(f(split["measured_halves"]))) for f in (np.min, np.max))
+        reading += (
+            f"  Without any model: {len(split)} runs are long enough to split in halves of at least "
+            f"{MIN_HALF} windows, and the ACF of one half scores {lo} to {hi} against the other (median "
+            f"{_cell(med['measured_halves'])}; {low} of {len(split)} below {TARGET}); consecutive "
+            f"{part_s:g} s stretches of the same runs score a median of {_cell(med['measured_parts'])} "
+            "against each other.  On those runs the measured 1 s ACF is not a property of the configuration, "
+            "nor even of the run: it changes from one stretch to the next.  Scoring a replay against it asks "
+            "whether the replay reproduces the slow level changes of this one timeline, against a "
+            f"denominator Σ(a_x − mean)² of {split['acf_ss'].min():.2f}-{split['acf_ss'].max():.2f}, where a "
+            "deviation of 0.05 at each of the 60 lags adds 0.15."
+        )
     body += ["## Per run\n", "\n".join(lines) + "\n", "## Reading\n", reading + "\n"]
     return "\n".join(body + C.report_footer(notes, timings))
 
@@ -163,6 +207,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--draws", type=int, default=100, help="posterior-predictive draws (all pairs are scored)")
     p.add_argument("--param-draws", type=int, default=5, help="parameter draws of the process-only ceiling")
     p.add_argument("--process-draws", type=int, default=20, help="replays per parameter draw")
+    p.add_argument("--part-s", type=float, default=150.0, help="seconds per measured part (measured_parts)")
     p.add_argument("--seed", type=int, default=0, help="base seed (accuracy's --seed)")
     p.add_argument("--quick", action="store_true", help="CI-sized: 3 runs, 10 draws, 2 x 5 process draws")
     p.add_argument("--out", help="results folder (default results/)")
@@ -202,13 +247,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     run_row(
                         model, workload_window(catalog.run(rid), req), req, n_draws=args.draws,
                         seed=args.seed + 1000 * k, param_draws=args.param_draws,
-                        process_draws=args.process_draws,
+                        process_draws=args.process_draws, part_s=args.part_s,
                     )
                 )
             except ValueError as err:
                 notes.append(f"{rid} skipped: {err}")
     table = pd.DataFrame(rows, columns=list(COLUMNS))
-    md = markdown(table, fit=args.fit, notes=notes, timings=log)
+    md = markdown(table, fit=args.fit, notes=notes, timings=log, part_s=args.part_s)
     C.publish(args.name, table, md, command=command, out_dir=out)
     return 0
 

@@ -29,10 +29,11 @@ Posterior-predictive distributions (``y`` with a ``draw`` dim; ours, beyond the 
     (a pointwise median trace would be smoothed and lose the variance and autocorrelation being scored).
     Central ``level`` intervals are the equal-tailed ``(1−level)/2`` and ``(1+level)/2`` quantiles over
     draws; coverage is the fraction of held-out quantities inside their interval; the PIT of a measured
-    value is ``(#{draws < x} + ½·#{draws = x}) / n_draws``.  Two diagnostics of the ACF, not PROTOCOL.md
+    value is ``(#{draws < x} + ½·#{draws = x}) / n_draws``.  Three diagnostics of the ACF, not PROTOCOL.md
     figures: the R² of the pointwise median of the draws' ACFs (:func:`acf_r2_of_median_acf`: the shape
-    error without the draw-to-draw spread) and the R² the draws reach against each other
-    (:func:`acf_r2_ceiling`: what a correct model would score).
+    error without the draw-to-draw spread), the R² the draws reach against each other
+    (:func:`acf_r2_ceiling`: what a correct model would score) and the R² that stretches of the measured
+    series reach against each other (:func:`acf_r2_between_parts`: how reproducible the measured ACF is).
 
 Aggregation (:func:`aggregate`, :func:`summarize`)
     Median over repeats of a point, then over points: the median, the p90 and the worst point (in the
@@ -294,6 +295,40 @@ def acf_r2_ceiling(ys, max_lag: int = ACF_MAX_LAG) -> float:
     n = a.shape[0]
     inner = [np.median([_r2_of_acfs(a[i], a[j]) for j in range(n) if j != i]) for i in range(n)]
     return float(np.median(inner))
+
+
+def acf_r2_between_parts(x, part_len: int, max_lag: int = ACF_MAX_LAG) -> float:
+    """The ACF R² that stretches of one measured series reach against each other (no model involved).
+
+    ``x`` is cut into ``m = ⌊n / part_len⌋`` consecutive parts of ``part_len`` values (the tail dropped) and
+    the parts are scored against each other as :func:`acf_r2_ceiling` scores draws:
+    ``median_i median_{j≠i} R²(a_{x_i}, a_{x_j})``.  If one stretch of a run does not predict the ACF of
+    another stretch of the same run (same configuration, same workload stream), a model that replays the
+    run cannot be expected to either: the ACF at that length is not a reproducible property of the run.
+
+    Parameters
+    ----------
+    x : array (time,)
+        One measured series (e.g. 1 s means).
+    part_len : int
+        Values per part; more than ``max_lag + 1``, and at most half the series.
+    max_lag : int
+        Largest lag.
+
+    Raises
+    ------
+    ValueError
+        When ``x`` holds NaN or infinity, a part is too short for the lags, or fewer than 2 parts fit.
+    """
+    x = _as1d(x)
+    if not np.isfinite(x).all():
+        raise ValueError("measured series holds NaN or infinity")
+    if part_len <= max_lag + 1:
+        raise ValueError(f"parts of {part_len} values are too short for lags 1..{max_lag}")
+    m = x.size // part_len
+    if m < 2:
+        raise ValueError(f"a series of {x.size} values holds fewer than 2 parts of {part_len}")
+    return acf_r2_ceiling(x[: m * part_len].reshape(m, part_len), max_lag)
 
 
 def ks_statistic(x, y) -> float:

@@ -3,9 +3,10 @@
 Reads ``<results>/acf_ceiling.csv`` (``python -m experiments.acf_ceiling``).  One row per run, sorted by the
 ceiling: PROTOCOL.md's ACF R² (median over draws of each draw against the measured run), the R² of the
 median ACF (the shape error alone), and the ceiling (the draws against each other: what the model would
-score if the measured run were one more of its draws) with the process-only ceiling (parameters fixed).
-The target 0.96 is a vertical line.  Values below the axis limit are drawn at it (the measured ones with
-their value).
+score if the measured run were one more of its draws) with the process-only ceiling (parameters fixed), and,
+where the run is long enough, no model at all: its measured 150 s stretches scored against each other
+(``measured_parts``; absent from older tables, then not drawn).  The target 0.96 is a vertical line.
+Values below the axis limit are drawn at it (the measured ones with their value).
 Output: ``<out>/acf_ceiling.png`` and ``.pdf``.
 """
 
@@ -47,9 +48,11 @@ def make(args: argparse.Namespace) -> list[Path]:
         ("acf_r2_median_acf", "^", "none", "measured vs median ACF"),
         ("acf_r2", "o", None, "measured (PROTOCOL.md, per draw)"),
     )
+    if "measured_parts" in table and table["measured_parts"].notna().any():
+        marks += (("measured_parts", "x", None, "measured run against itself (stretches)"),)
     for col, marker, face, label in marks:
         v = table[col].to_numpy(float)
-        color = S.MEASURED_COLOR if col == "acf_r2" else S.MODEL_COLOR
+        color = {"acf_r2": S.MEASURED_COLOR, "measured_parts": "0.45"}.get(col, S.MODEL_COLOR)
         ax.plot(np.maximum(v, FLOOR), rows, marker, ms=4.5, mfc=face or color, mec=color, ls="none",
                 label=label)
     for i, v in enumerate(table["acf_r2"].to_numpy(float)):

@@ -310,6 +310,11 @@ def test_acf_ceiling_draws_every_run_and_names_a_missing_column(tmp_path, capsys
     table.to_csv(res / "acf_ceiling.csv", index=False)
     assert acf_ceiling.main(["--results", str(res)]) == 0
     _png_ok(res / "figures" / "acf_ceiling.png")
+    without = (res / "figures" / "acf_ceiling.png").read_bytes()
+    # the measured run against itself, where it is long enough (NaN where not): one more marker
+    table.assign(measured_parts=[np.nan, -0.6]).to_csv(res / "acf_ceiling.csv", index=False)
+    assert acf_ceiling.main(["--results", str(res)]) == 0
+    assert (res / "figures" / "acf_ceiling.png").read_bytes() != without
     table.drop(columns="ceiling").to_csv(res / "acf_ceiling.csv", index=False)
     assert acf_ceiling.main(["--results", str(res)]) == S.EXIT_MISSING
     assert "ceiling" in capsys.readouterr().err

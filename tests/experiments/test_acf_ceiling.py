@@ -32,6 +32,18 @@ def test_run_row_scores_the_replay_and_its_ceilings():
     y = M.prepare_series(replay_run(_params(), run, req, n_draws=20, seed=0), period_s=1.0, n_gpus=1)
     ys = y.transpose(D.DRAW, D.TIME).values[:, : row["n_windows"]]
     assert row["ceiling"] == pytest.approx(M.acf_r2_ceiling(ys))
+    # ... and the measured run against itself needs no model: its halves, then its 150 s stretches
+    x = M.prepare_series(run[D.POWER], period_s=1.0, n_gpus=1).values[: row["n_windows"]]
+    assert row["measured_halves"] == pytest.approx(M.acf_r2_between_parts(x, x.size // 2))
+    assert row["measured_parts"] == pytest.approx(M.acf_r2_between_parts(x, 150))
+
+
+def test_a_run_too_short_to_split_has_no_measured_self_agreement():
+    run, req = make_run("a", n_requests=6, duration_s=200.0)
+    row = A.run_row(_params(), run, req, n_draws=4, seed=0, param_draws=1, process_draws=2)
+    assert row["n_windows"] < 2 * A.MIN_HALF
+    assert np.isnan(row["measured_halves"]) and np.isnan(row["measured_parts"])
+    assert np.isfinite(row["acf_r2"])  # the model's scores are there all the same
 
 
 def test_run_row_refuses_too_few_draws():
@@ -51,7 +63,7 @@ def test_main_uses_accuracy_folds_and_writes_both_files(tiny, tmp_path, monkeypa
     assert all(c["holdout"] == [r] for c, r in zip(calls, table["run_id"], strict=True))
     md = (tmp_path / "acf_ceiling.md").read_text()
     assert md.startswith("# acf_ceiling\n\nCommand: `python -m experiments.acf_ceiling --quick")
-    assert "| **median** |" in md and "ceiling" in md
+    assert "| **median** |" in md and "ceiling" in md and "measured: half vs half" in md
 
 
 def test_unknown_run_is_named_before_anything_is_written(tiny, tmp_path, monkeypatch):

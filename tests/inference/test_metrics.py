@@ -131,6 +131,31 @@ def test_acf_r2_ceiling_rises_with_the_length_of_the_draws():
     assert long > 0.95 and short < long - 0.1
 
 
+def test_acf_r2_between_parts_scores_stretches_of_one_series_against_each_other():
+    rng = np.random.default_rng(6)
+    x, z = _ar1(rng, 400), rng.standard_normal(400)
+    # parts are consecutive, the tail is dropped: (x, z) + 50 leftover values is scored like two draws
+    both = np.concatenate([x, z, rng.standard_normal(50)])
+    assert M.acf_r2_between_parts(both, 400) == pytest.approx(0.5 * (M.acf_r2(x, z) + M.acf_r2(z, x)))
+    periodic = np.sin(2 * np.pi * np.arange(3000) / 37.0)
+    assert M.acf_r2_between_parts(periodic, 1000) > 0.99  # a stationary shape repeats from part to part
+    # an AR(1) stretch followed by a white-noise one: the measured ACF of one half says nothing of the other
+    assert M.acf_r2_between_parts(np.concatenate([_ar1(rng, 2000), rng.standard_normal(2000)]), 2000) < 0
+
+
+@pytest.mark.parametrize(
+    ("x", "part_len", "match"),
+    [
+        (np.arange(500.0), 61, "too short for lags 1..60"),
+        (np.arange(150.0), 100, "fewer than 2 parts of 100"),
+        (np.r_[np.arange(300.0), np.nan], 100, "NaN"),
+    ],
+)
+def test_acf_r2_between_parts_refuses_what_it_cannot_score(x, part_len, match):
+    with pytest.raises(ValueError, match=match):
+        M.acf_r2_between_parts(x, part_len)
+
+
 @pytest.mark.parametrize(
     ("ys", "match"),
     [
