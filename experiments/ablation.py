@@ -57,7 +57,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m experiments.ablation", description=__doc__.splitlines()[0])
     p.add_argument("--catalog", help="catalog path (default: energy-inference in the shared data)")
     p.add_argument("--fit", choices=("fast", "nuts"), default="fast", help="fit mode of the held-out fits")
-    p.add_argument("--draws", type=int, default=100, help="posterior-predictive draws per run")
+    p.add_argument("--draws", type=int, default=C.HELD_OUT_DRAWS, help="posterior-predictive draws per run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--periods", nargs="+", type=float, default=[1.0, 30.0], help="scoring periods, s")
     p.add_argument("--runs", nargs="+", help="only these held-out runs")

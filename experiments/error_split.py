@@ -582,7 +582,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--runs", nargs="+", help="only these held-out runs")
     p.add_argument("--groups", nargs="+", help="only these held-out groups (with --hold llm/gpu_card/n_gpus)")
-    p.add_argument("--draws", type=int, default=50, help="posterior-predictive draws per run")
+    p.add_argument("--draws", type=int, default=C.HELD_OUT_DRAWS, help="posterior-predictive draws per run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--drive", choices=("open", "closed"), default="open", help="replay drive (as accuracy)")
     p.add_argument(

@@ -197,11 +197,12 @@ def test_fold_log_calls_drop_a_held_out_group_and_key_the_cache():
 
 
 def test_the_held_out_experiments_draw_alike_by_default():
-    """accuracy, generalisation and calibration score a held-out run on the same number of draws by
-    default (``C.HELD_OUT_DRAWS``), so their energy medians carry the same Monte Carlo error."""
-    from experiments import accuracy, calibration, generalisation
+    """accuracy, generalisation, calibration, ablation and error_split score a held-out run on the same
+    number of draws by default (``C.HELD_OUT_DRAWS``), so their energy medians carry the same Monte Carlo
+    error (ablation's ``full`` row and error_split's energy error are then accuracy's)."""
+    from experiments import ablation, accuracy, calibration, error_split, generalisation
 
     assert C.HELD_OUT_DRAWS >= 1000
-    for module in (accuracy, generalisation, calibration):
+    for module in (accuracy, generalisation, calibration, ablation, error_split):
         assert module.parse_args([]).draws == C.HELD_OUT_DRAWS, module.__name__
         assert module.parse_args(["--draws", "7"]).draws == 7
