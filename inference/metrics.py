@@ -303,8 +303,9 @@ def acf_r2_between_parts(x, part_len: int, max_lag: int = ACF_MAX_LAG) -> float:
     ``x`` is cut into ``m = ⌊n / part_len⌋`` consecutive parts of ``part_len`` values (the tail dropped) and
     the parts are scored against each other as :func:`acf_r2_ceiling` scores draws:
     ``median_i median_{j≠i} R²(a_{x_i}, a_{x_j})``.  If one stretch of a run does not predict the ACF of
-    another stretch of the same run (same configuration, same workload stream), a model that replays the
-    run cannot be expected to either: the ACF at that length is not a reproducible property of the run.
+    another stretch of the same run (same configuration, same workload stream), the ACF at that length is
+    not a property of the configuration: scoring a model against it asks whether the model reproduces the
+    slow changes of that one timeline.
 
     Parameters
     ----------
