@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from wattscape import __version__
@@ -118,6 +119,11 @@ def timed(label: str, log: dict | None = None) -> Iterator[None]:
         if log is not None:
             log[label] = dt
         print(f"[{label}] {dt:.1f} s", file=sys.stderr)
+
+
+def cell(value: float, digits: int = 3, missing: str = "n/a") -> str:
+    """A Markdown table cell: ``value`` to ``digits`` decimals, ``missing`` where it is NaN or infinite."""
+    return f"{value:.{digits}f}" if np.isfinite(value) else missing
 
 
 def report_footer(notes: Sequence[str], timings: dict) -> list[str]:

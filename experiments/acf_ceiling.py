@@ -134,10 +134,6 @@ def run_row(
 
 
 # --- report ------------------------------------------------------------------------------------------
-def _cell(v: float) -> str:
-    return "" if not np.isfinite(v) else f"{v:.3f}"
-
-
 def markdown(
     table: pd.DataFrame, *, fit: str, notes: Sequence[str], timings: dict, part_s: float = 150.0
 ) -> str:
@@ -159,11 +155,12 @@ def markdown(
     cols = ("acf_r2", "acf_r2_median_acf", "ceiling", "ceiling_process")
     for _, r in table.iterrows():
         vals = " | ".join(f"{r[c]:.3f}" for c in cols)
-        mine = " | ".join(_cell(float(r[c])) for c in own)
+        mine = " | ".join(C.cell(float(r[c]), missing="") for c in own)
         lines.append(f"| {r['run_id']} | {r['n_windows']} | {vals} | {r['acf_ss']:.3f} | {mine} |")
     med = {c: float(table[c].median()) for c in (*cols, *own)}
     medians = " | ".join(f"{med[c]:.3f}" for c in cols)
-    lines.append(f"| **median** | | {medians} | | " + " | ".join(_cell(med[c]) for c in own) + " |")
+    own_medians = " | ".join(C.cell(med[c], missing="") for c in own)
+    lines.append(f"| **median** | | {medians} | | {own_medians} |")
     reach = {c: int((table[c] >= TARGET).sum()) for c in cols}
     n = len(table)
     near = int((table["acf_r2"] >= table["ceiling"] - 0.05).sum())
@@ -181,12 +178,13 @@ def markdown(
     split = table.dropna(subset=["measured_halves"])
     if len(split):
         low = int((split["measured_halves"] < TARGET).sum())
-        lo, hi = (_cell(float(f(split["measured_halves"]))) for f in (np.min, np.max))
+        lo, hi = (C.cell(float(f(split["measured_halves"]))) for f in (np.min, np.max))
+        halves, parts = (C.cell(med[c], missing="") for c in own)
         reading += (
             f"  Without any model: {len(split)} runs are long enough to split in halves of at least "
             f"{MIN_HALF} windows, and the ACF of one half scores {lo} to {hi} against the other (median "
-            f"{_cell(med['measured_halves'])}; {low} of {len(split)} below {TARGET}); consecutive "
-            f"{part_s:g} s stretches of the same runs score a median of {_cell(med['measured_parts'])} "
+            f"{halves}; {low} of {len(split)} below {TARGET}); consecutive "
+            f"{part_s:g} s stretches of the same runs score a median of {parts} "
             "against each other.  On those runs the measured 1 s ACF is not a property of the configuration, "
             "nor even of the run: it changes from one stretch to the next.  Scoring a replay against it asks "
             "whether the replay reproduces the slow level changes of this one timeline, against a "

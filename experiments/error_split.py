@@ -470,10 +470,6 @@ TABLE_COLUMNS = (
 )
 
 
-def _cell(v, digits: int) -> str:
-    return "n/a" if not np.isfinite(v) else f"{v:.{digits}f}"
-
-
 def reading(table: pd.DataFrame, tol: float = TOL) -> str:
     """Sentences read off the numbers: runs off in busy time, runs off in level, which part is larger."""
     n = len(table)
@@ -532,7 +528,7 @@ def group_table(table: pd.DataFrame) -> str:
     lines = [head, "|---|---:|" + "---:|" * len(GROUP_COLUMNS)]
     for group, sub in table.groupby("group", sort=False):
         med = sub[[c for c, _, _ in GROUP_COLUMNS]].median()
-        cells = " | ".join(_cell(float(med[c]), d) for c, _, d in GROUP_COLUMNS)
+        cells = " | ".join(C.cell(float(med[c]), d) for c, _, d in GROUP_COLUMNS)
         lines.append(f"| {group} | {len(sub)} | {cells} |")
     return "\n".join(lines)
 
@@ -550,10 +546,10 @@ def markdown(table: pd.DataFrame, *, args, notes: Sequence[str], timings: dict) 
         head = "| run_id | " + " | ".join(h for _, h, _ in TABLE_COLUMNS) + " |"
         lines = [head, "|---|" + "---:|" * len(TABLE_COLUMNS)]
         for _, row in table.iterrows():
-            cells = " | ".join(_cell(float(row[c]), d) for c, _, d in TABLE_COLUMNS)
+            cells = " | ".join(C.cell(float(row[c]), d) for c, _, d in TABLE_COLUMNS)
             lines.append(f"| {row['run_id']} | {cells} |")
         med = table[[c for c, _, _ in TABLE_COLUMNS]].median()
-        cells = " | ".join(_cell(float(med[c]), d) for c, _, d in TABLE_COLUMNS)
+        cells = " | ".join(C.cell(float(med[c]), d) for c, _, d in TABLE_COLUMNS)
         lines.append(f"| **median** | {cells} |")
         body += ["## Per run\n", "\n".join(lines) + "\n"]
         if args.hold != "run":
