@@ -138,12 +138,12 @@ def report_footer(notes: Sequence[str], timings: dict) -> list[str]:
 
 #: Posterior-predictive draws per held-out run (``experiments.accuracy``, ``generalisation``,
 #: ``calibration``, ``ablation``, ``error_split``; ``acf_ceiling`` scores every pair and keeps 100).  The
-#: point estimate of a run's energy is the median over draws, whose Monte Carlo
-#: error at 100 draws was of the size of the margins judged: the same leave-one-LLM-out folds
-#: (``catalog/fits25all``) gave per-run errors that moved by up to 2.4 points between 100 and 1,000
-#: draws and a median of 8.56 % against 7.27 % and 7.15 % (two replay seeds at 1,000, whose runs agree
-#: within 0.8 points).  The replay is vectorised over draws: 1,000 cost 1.7 min for those 13 runs, and
-#: ``ablation``'s five variants of the 13 leave-one-run-out runs 4.7 min on cached folds.
+#: point estimate of a run's energy is the median over draws, whose Monte Carlo error at 100 draws was of
+#: the size of the margins judged: the same leave-one-LLM-out folds (``catalog/fits25all``) gave per-run
+#: errors that moved by up to 2.4 points between 100 and 1,000 draws and a median of 8.56 % against 7.27 %
+#: and 7.15 % (two replay seeds at 1,000, whose runs agree within 0.8 points).  The replay is vectorised
+#: over draws: 1,000 cost 1.7 min for those 13 runs, and ``ablation``'s five variants of the 13
+#: leave-one-run-out runs 4.7 min on cached folds.
 HELD_OUT_DRAWS = 1000
 #: Where experiment scripts build catalogs of raw data folders (git-ignored ``catalog/``).
 CATALOG_DIR = Path(os.environ.get("WATTSCAPE_CATALOG_DIR", REPO / "catalog"))
